@@ -1,0 +1,163 @@
+"""Decode-once cache: every split of the frozen split as one uint8 array per resolution.
+
+JPEGs are decoded and resized once, in parallel, into
+``<root>/utkface_<manifest hash>_<size>px/<split>_images.npy`` plus the labels, so
+training never decodes an image again and later runs memory-map the arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from agejax import data, split
+from agejax.images import decode_face
+
+DEFAULT_ROOT = Path(os.environ.get("AGEJAX_CACHE", Path.home() / ".cache" / "agejax"))
+
+
+@dataclasses.dataclass
+class SplitArrays:
+    images: np.ndarray  # (N, size, size, 3) uint8
+    ages: np.ndarray  # (N,) int32
+    genders: np.ndarray  # (N,) int8
+    races: np.ndarray  # (N,) int8
+    file_names: np.ndarray  # (N,) str
+
+    def __len__(self) -> int:
+        return len(self.ages)
+
+
+@dataclasses.dataclass
+class BuildSummary:
+    path: Path
+    sizes: dict[str, int]
+    skipped: list[data.Skipped]
+    seconds: float
+
+
+def cache_dir(size: int, root: Path = DEFAULT_ROOT, manifest: Path = split.MANIFEST_PATH) -> Path:
+    return Path(root) / f"utkface_{split.manifest_hash(manifest)[:12]}_{size}px"
+
+
+def _decode_job(job: tuple[int, bytes | None, int]) -> tuple[int, np.ndarray | None, str]:
+    index, payload, size = job
+    if payload is None:
+        return index, None, "unreadable file"
+    try:
+        return index, decode_face(payload, size), ""
+    except Exception as err:  # a bad image must not stop the build
+        return index, None, f"unreadable image ({type(err).__name__})"
+
+
+def build(
+    sources: Sequence[str | os.PathLike],
+    size: int,
+    root: Path = DEFAULT_ROOT,
+    workers: int = 2,
+    manifest: Path = split.MANIFEST_PATH,
+    progress: bool = True,
+) -> BuildSummary:
+    """Decodes every manifest image in the sources to size x size and writes the cache."""
+    start = time.perf_counter()
+    scan = data.scan(sources)
+    parts = split.apply_manifest(scan.records, split.read_manifest(manifest))
+    ordered = [(name, r) for name in split.SPLITS for r in parts.by_split[name]]
+    position = {id(record): i for i, (_, record) in enumerate(ordered)}
+    images = np.zeros((len(ordered), size, size, 3), np.uint8)
+    ok = np.zeros(len(ordered), bool)
+    skipped = list(scan.skipped)
+
+    jobs = (
+        (position[id(record)], payload, size)
+        for record, payload in data.iter_image_bytes(r for _, r in ordered)
+    )
+    context = multiprocessing.get_context("spawn")  # safe even after JAX has started threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        results = pool.map(_decode_job, jobs, chunksize=64)
+        for index, array, error in tqdm(
+            results, total=len(ordered), desc=f"decoding {size}px", disable=not progress
+        ):
+            if array is None:
+                record = ordered[index][1]
+                skipped.append(data.Skipped(record.file_name, record.source, error))
+            else:
+                images[index] = array
+                ok[index] = True
+
+    split_names = np.array([name for name, _ in ordered])
+    arrays = {}
+    for name in split.SPLITS:
+        records = [r for (s, r), k in zip(ordered, ok) if k and s == name]
+        arrays[name] = SplitArrays(
+            images=images[ok & (split_names == name)],
+            ages=np.array([r.age for r in records], np.int32),
+            genders=np.array([r.gender for r in records], np.int8),
+            races=np.array([r.race for r in records], np.int8),
+            file_names=np.array([r.file_name for r in records]),
+        )
+    seconds = time.perf_counter() - start
+    extra = {"unlisted": len(parts.unlisted), "missing": len(parts.missing), "build_seconds": round(seconds, 2)}
+    target = write(arrays, size, root, manifest, extra)
+    sizes = {name: len(a) for name, a in arrays.items()}
+    return BuildSummary(path=target, sizes=sizes, skipped=skipped, seconds=time.perf_counter() - start)
+
+
+def write(
+    arrays: dict[str, SplitArrays], size: int, root: Path = DEFAULT_ROOT,
+    manifest: Path = split.MANIFEST_PATH, extra: dict | None = None,
+) -> Path:
+    """Writes split arrays as the cache for this manifest and size, replacing any old one."""
+    target = cache_dir(size, root, manifest)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, part in arrays.items():
+        np.save(staging / f"{name}_images.npy", part.images)
+        np.savez(
+            staging / f"{name}_labels.npz",
+            ages=part.ages, genders=part.genders, races=part.races, file_names=part.file_names,
+        )
+    meta = {
+        "size": size,
+        "manifest_sha256": split.manifest_hash(manifest),
+        "sizes": {name: len(part) for name, part in arrays.items()},
+        **(extra or {}),
+    }
+    (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    return target
+
+
+def load_split(
+    name: str, size: int, root: Path = DEFAULT_ROOT, mmap: bool = True,
+    manifest: Path = split.MANIFEST_PATH,
+) -> SplitArrays:
+    """One split of the cache; memory-mapped by default, so loading is near-instant."""
+    if name not in split.SPLITS:
+        raise ValueError(f"unknown split {name!r}; expected one of {split.SPLITS}")
+    path = cache_dir(size, root, manifest)
+    if not (path / "meta.json").exists():
+        raise FileNotFoundError(
+            f"no {size}px cache at {path}: run "
+            f"`python scripts/prepare_data.py --source <UTKFace archives or folder> --size {size}`"
+        )
+    labels = np.load(path / f"{name}_labels.npz")
+    return SplitArrays(
+        images=np.load(path / f"{name}_images.npy", mmap_mode="r" if mmap else None),
+        ages=labels["ages"],
+        genders=labels["genders"],
+        races=labels["races"],
+        file_names=labels["file_names"],
+    )

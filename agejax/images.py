@@ -1,0 +1,44 @@
+"""Turning image bytes into the arrays the models take, the same way for training and prediction."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps
+
+
+def open_rgb(data: bytes) -> Image.Image:
+    """Decodes any PIL-readable image to 8-bit RGB, upright (EXIF orientation applied).
+
+    Greyscale, CMYK, palette, 16-bit and alpha images are all converted; for animated
+    files the first frame is used. Raises PIL.UnidentifiedImageError or OSError for
+    data that is not a readable image.
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        image.seek(0)
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):
+            # 16/32-bit greyscale: rescale 16-bit ranges instead of clipping them at 255.
+            values = np.asarray(image, dtype=np.int64)
+            if values.max(initial=0) > 255:
+                values = values // 257
+            image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            # Flatten transparency onto white, not black, as viewers show it.
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, rgba)
+        return image.convert("RGB")
+
+
+def to_square_array(image: Image.Image, size: int) -> np.ndarray:
+    """Resizes a face crop to size x size and returns it as uint8 (size, size, 3)."""
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def decode_face(data: bytes, size: int) -> np.ndarray:
+    """Bytes of an aligned face crop -> uint8 (size, size, 3)."""
+    return to_square_array(open_rgb(data), size)

@@ -1,0 +1,169 @@
+"""The two age regressors, each with either head.
+
+Both take uint8 RGB images (any square size) and share one layout:
+cast -> Augment (active only in training) -> backbone -> head.
+
+* ``regression`` head: one output, the age in years.
+* ``distribution`` head: a softmax over the integer ages 0..MAX_AGE; the prediction
+  is its expected value and its standard deviation is the model's own uncertainty.
+"""
+
+from __future__ import annotations
+
+import agejax  # noqa: F401  (sets the JAX backend before keras loads)
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from agejax.augment import Augment
+from agejax.data import MAX_AGE
+
+BACKBONES = ("cnn", "resnet50")
+HEADS = ("regression", "distribution")
+NUM_AGE_BINS = MAX_AGE + 1
+MEAN_TRAIN_AGE = 33.3  # train-split mean: the regression head starts there
+
+
+@keras.saving.register_keras_serializable(package="agejax")
+class ToFloat(layers.Layer):
+    """uint8 images in, float32 [0, 255] out: images cross to the device as bytes."""
+
+    def call(self, images):
+        return ops.cast(images, "float32")
+
+
+@keras.saving.register_keras_serializable(package="agejax")
+class ResNetPreprocess(layers.Layer):
+    """The caffe-style input normalisation that ImageNet ResNet50 weights expect."""
+
+    def call(self, images):
+        return keras.applications.resnet50.preprocess_input(images)
+
+
+def _conv_bn_relu(x, filters: int, strides: int = 1, name: str = ""):
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def cnn_backbone(x, widths: tuple[int, ...] = (32, 64, 128, 256)):
+    """A VGG-style stack made for CPU speed: a strided stem, then two 3x3 convs per stage.
+
+    The stride-2 stem halves the resolution before any wide layer, which is where
+    most of the compute goes at 64-96 px.
+    """
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(x)
+    x = _conv_bn_relu(x, widths[0], strides=2, name="stem")
+    for stage, width in enumerate(widths):
+        x = _conv_bn_relu(x, width, name=f"stage{stage}_a")
+        x = _conv_bn_relu(x, width, name=f"stage{stage}_b")
+        if stage < len(widths) - 1:
+            x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
+    return x
+
+
+def resnet50_backbone(x, weights: str | None = None):
+    """keras.applications.ResNet50 without its top; ``weights`` may be "imagenet" or a file."""
+    x = ResNetPreprocess(name="normalize")(x)
+    backbone = keras.applications.ResNet50(
+        include_top=False, weights=weights, input_shape=tuple(x.shape[1:])
+    )
+    return backbone(x)
+
+
+def head(x, kind: str, dropout: float = 0.2):
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    if kind == "regression":
+        return layers.Dense(
+            1, bias_initializer=keras.initializers.Constant(MEAN_TRAIN_AGE), dtype="float32", name="age"
+        )(x)
+    if kind == "distribution":
+        logits = layers.Dense(NUM_AGE_BINS, dtype="float32", name="age_logits")(x)
+        return layers.Softmax(dtype="float32", name="age_probs")(logits)
+    raise ValueError(f"unknown head {kind!r}; expected one of {HEADS}")
+
+
+def build_model(
+    backbone: str = "cnn",
+    head_kind: str = "distribution",
+    image_size: int = 64,
+    weights: str | None = None,
+    augment_seed: int | None = None,
+) -> keras.Model:
+    """An uncompiled age model taking uint8 (image_size, image_size, 3) images."""
+    inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
+    x = ToFloat(name="to_float")(inputs)
+    x = Augment(seed=augment_seed, name="augment")(x)
+    if backbone == "cnn":
+        if weights is not None:
+            raise ValueError("the cnn has no pretrained weights; train it or load a checkpoint")
+        features = cnn_backbone(x)
+    elif backbone == "resnet50":
+        features = resnet50_backbone(x, weights)
+    else:
+        raise ValueError(f"unknown backbone {backbone!r}; expected one of {BACKBONES}")
+    outputs = head(features, head_kind)
+    return keras.Model(inputs, outputs, name=f"{backbone}_{head_kind}")
+
+
+def head_kind_of(model: keras.Model) -> str:
+    return "distribution" if model.output_shape[-1] == NUM_AGE_BINS else "regression"
+
+
+# Losses and metrics take the age as y_true, for either head.
+
+
+def expected_age(probs):
+    return ops.sum(probs * ops.arange(NUM_AGE_BINS, dtype=probs.dtype), axis=-1)
+
+
+def point_prediction(y_pred):
+    """The predicted age in years from either head's output."""
+    if y_pred.shape[-1] == NUM_AGE_BINS:
+        return expected_age(y_pred)
+    return ops.squeeze(y_pred, -1)
+
+
+@keras.saving.register_keras_serializable(package="agejax")
+def age_mae(y_true, y_pred):
+    """Mean absolute error in years, for either head."""
+    return ops.abs(point_prediction(y_pred) - ops.reshape(ops.cast(y_true, "float32"), (-1,)))
+
+
+@keras.saving.register_keras_serializable(package="agejax")
+class AgeDistributionLoss(keras.losses.Loss):
+    """Label-distribution loss (DLDL-v2): KL to a Gaussian around the true age, plus L1 on the expectation."""
+
+    def __init__(self, sigma: float = 2.0, l1_weight: float = 1.0, name: str = "age_distribution", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.sigma = sigma
+        self.l1_weight = l1_weight
+
+    def call(self, y_true, y_pred):
+        ages = ops.reshape(ops.cast(y_true, "float32"), (-1, 1))
+        bins = ops.arange(NUM_AGE_BINS, dtype="float32")[None, :]
+        target = ops.exp(-0.5 * ops.square((bins - ages) / self.sigma))
+        target = target / ops.sum(target, axis=-1, keepdims=True)
+        probs = ops.clip(y_pred, 1e-7, 1.0)
+        kl = ops.sum(target * (ops.log(ops.clip(target, 1e-7, 1.0)) - ops.log(probs)), axis=-1)
+        return kl + self.l1_weight * ops.abs(expected_age(y_pred) - ops.squeeze(ages, -1))
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma, "l1_weight": self.l1_weight}
+
+
+def loss_for(head_kind: str) -> keras.losses.Loss:
+    return AgeDistributionLoss() if head_kind == "distribution" else keras.losses.MeanAbsoluteError()
+
+
+def summarize_outputs(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Model outputs -> (age, std); std is None for the regression head."""
+    outputs = np.asarray(outputs, np.float64)
+    if outputs.shape[-1] != NUM_AGE_BINS:
+        return outputs.reshape(-1), None
+    bins = np.arange(NUM_AGE_BINS)
+    mean = outputs @ bins
+    std = np.sqrt(np.maximum(outputs @ bins**2 - mean**2, 0.0))
+    return mean, std

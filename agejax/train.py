@@ -1,0 +1,194 @@
+"""Training an age model from the decode-once cache, with resume and best-on-validation checkpoints.
+
+A run directory holds everything a run writes:
+    config.json      the TrainConfig
+    history.csv      one row per epoch (loss, MAE, val loss, val MAE, learning rate)
+    curves.png       the history as plots, redrawn every epoch
+    backup/          model + optimizer state at the last epoch end (for resume; removed when done)
+    best.weights.h5  weights of the epoch with the lowest validation MAE
+    best.json        that epoch and its validation MAE
+    model.keras      the best model, without optimizer state
+    metrics.json     validation and test MAE of model.keras, run facts
+
+Rerunning the same command on the same run directory resumes from the last
+completed epoch, so an interruption loses at most one epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import agejax  # noqa: F401  (sets the JAX backend before keras loads)
+
+import jax
+import keras
+import numpy as np
+
+from agejax import cache, models, pipeline, report, split
+from agejax.configs import TrainConfig
+
+MONITOR = "val_age_mae"
+
+
+def setup_devices() -> str:
+    """Data parallelism over every device; bfloat16 compute on GPUs. Returns a description."""
+    devices = jax.devices()
+    if len(devices) > 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    if devices[0].platform == "gpu":
+        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    return f"{len(devices)} x {devices[0].device_kind}, policy {keras.mixed_precision.dtype_policy().name}"
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    if config.schedule == "cosine":
+        total = config.epochs * steps_per_epoch
+        warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
+        )
+    elif config.schedule != "constant":
+        raise ValueError(f"unknown schedule {config.schedule!r}; expected 'cosine' or 'constant'")
+    return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+
+
+def compiled_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    model = models.build_model(
+        config.backbone, config.head, config.image_size, weights=config.weights, augment_seed=config.seed
+    )
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=models.loss_for(config.head),
+        weighted_metrics=[models.age_mae],  # weighted: padding rows carry weight 0
+    )
+    return model
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest validation MAE; survives a resume."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.weights_path = run_dir / "best.weights.h5"
+        self.record_path = run_dir / "best.json"
+        self.best = math.inf
+
+    def on_train_begin(self, logs=None):
+        if self.record_path.exists():
+            self.best = json.loads(self.record_path.read_text())["val_mae"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float(logs[MONITOR])
+        if value < self.best:
+            self.best = value
+            self.model.save_weights(self.weights_path)
+            self.record_path.write_text(json.dumps({"epoch": epoch + 1, "val_mae": value}) + "\n")
+
+
+class LogLearningRate(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        rate = self.model.optimizer.learning_rate
+        logs["learning_rate"] = float(np.asarray(rate))
+
+
+class PlotCurves(keras.callbacks.Callback):
+    def __init__(self, run_dir: Path, title: str):
+        super().__init__()
+        self.run_dir, self.title = run_dir, title
+
+    def on_epoch_end(self, epoch, logs=None):
+        report.plot_history(self.run_dir / "history.csv", self.run_dir / "curves.png", self.title)
+
+
+def git_commit() -> str:
+    """The commit of the code that trains, with '-dirty' if it has uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "agejax", "scripts"],
+            cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def mae_of(model: keras.Model, arrays: cache.SplitArrays, batch_size: int) -> float:
+    outputs = pipeline.predict_outputs(model, arrays.images, batch_size)
+    ages, _ = models.summarize_outputs(outputs)
+    return float(np.mean(np.abs(ages - arrays.ages)))
+
+
+def _check_run_dir(run_dir: Path, config: TrainConfig) -> None:
+    saved = run_dir / "config.json"
+    if saved.exists() and TrainConfig.from_json(saved) != config:
+        raise ValueError(
+            f"{run_dir} holds a run with another config ({saved}); pick a new --run-dir to start afresh"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved.write_text(config.to_json())
+
+
+def train(
+    config: TrainConfig,
+    run_dir: Path,
+    cache_root: Path = cache.DEFAULT_ROOT,
+    verbose: int | str = "auto",
+) -> dict:
+    """Trains (or resumes) a run and writes model.keras and metrics.json into run_dir."""
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir, config)
+    keras.utils.set_random_seed(config.seed)
+    device_info = setup_devices()
+    train_arrays = cache.load_split("train", config.image_size, cache_root, mmap=False)
+    val_arrays = cache.load_split("val", config.image_size, cache_root)
+
+    train_batches = pipeline.ArrayBatches(
+        train_arrays.images, train_arrays.ages, config.batch_size, shuffle=True, seed=config.seed
+    )
+    val_batches = pipeline.ArrayBatches(val_arrays.images, val_arrays.ages, config.batch_size)
+    model = compiled_model(config, len(train_batches))
+    title = f"{config.backbone} ({config.head} head, {config.image_size}px)"
+    callbacks = [
+        LogLearningRate(),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        BestCheckpoint(run_dir),
+        PlotCurves(run_dir, title),
+        # Last, so everything above is on disk before an epoch counts as done.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+    ]
+    start = time.perf_counter()
+    model.fit(
+        train_batches, validation_data=val_batches, epochs=config.epochs, callbacks=callbacks, verbose=verbose
+    )
+    train_seconds = time.perf_counter() - start
+
+    model.load_weights(run_dir / "best.weights.h5")
+    model.save(run_dir / "model.keras", include_optimizer=False)
+    best = json.loads((run_dir / "best.json").read_text())
+    test_arrays = cache.load_split("test", config.image_size, cache_root)
+    metrics = {
+        "model": title,
+        "config": dataclasses.asdict(config),
+        "best_epoch": best["epoch"],
+        "val_mae": round(mae_of(model, val_arrays, config.batch_size), 4),
+        "test_mae": round(mae_of(model, test_arrays, config.batch_size), 4),
+        "parameters": int(model.count_params()),
+        "manifest_sha256": split.manifest_hash(),
+        "git_commit": git_commit(),
+        "devices": device_info,
+        "train_seconds_last_session": round(train_seconds, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

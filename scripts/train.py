@@ -1,0 +1,64 @@
+"""Trains an age model on the cached UTKFace split; rerun the same command to resume.
+
+    python scripts/train.py --preset cnn_cpu --run-dir runs/cnn
+    python scripts/train.py --backbone resnet50 --image-size 64 --epochs 5 --run-dir runs/r50
+
+On CPU it spreads each batch over 2 virtual devices (data parallel). Build the
+cache first: python scripts/prepare_data.py --source <UTKFace> --size <image size>
+"""
+
+from __future__ import annotations
+
+import os
+
+# Two virtual CPU devices for data parallelism; must be set before JAX starts.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agejax import cache, configs  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(configs.PRESETS), help="start from a named config")
+    defaults = configs.TrainConfig()
+    for field in dataclasses.fields(configs.TrainConfig):
+        kind = {"int": int, "float": float}.get(str(field.type), str)
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}", type=kind, default=None,
+            help=f"(default {getattr(defaults, field.name)!r}, or the preset's)",
+        )
+    parser.add_argument("--run-dir", type=Path, required=True, help="where the run writes; reuse it to resume")
+    parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = configs.PRESETS[args.preset] if args.preset else configs.TrainConfig()
+    overrides = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(config) if getattr(args, f.name) is not None
+    }
+    config = dataclasses.replace(config, **overrides)
+    print(config.to_json(), end="")
+
+    from agejax import train  # imports JAX, after XLA_FLAGS is set
+
+    try:
+        metrics = train.train(config, args.run_dir, args.cache_root)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
