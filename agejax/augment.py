@@ -18,7 +18,7 @@ from keras import ops
 class Augment(keras.layers.Layer):
     """Random scale-shift, flip, brightness and contrast on float images in [0, 255].
 
-    Identity unless ``training=True``.
+    Identity unless ``training=True``, and when every magnitude is 0.
     """
 
     def __init__(
@@ -42,7 +42,8 @@ class Augment(keras.layers.Layer):
         return keras.random.uniform((batch, *shape), -bound, bound, seed=self.seed_generator)
 
     def call(self, images, training: bool = False):
-        if not training:
+        magnitudes = (self.max_zoom, self.max_shift, self.max_brightness, self.max_contrast)
+        if not training or not any(magnitudes):
             return images
         batch, height, width = images.shape[0], images.shape[1], images.shape[2]
         size = ops.convert_to_tensor([height, width], "float32")

@@ -22,7 +22,9 @@ from agejax.data import MAX_AGE
 BACKBONES = ("cnn", "resnet50")
 HEADS = ("regression", "distribution")
 NUM_AGE_BINS = MAX_AGE + 1
-MEAN_TRAIN_AGE = 33.3  # train-split mean: the regression head starts there
+# Train-split age statistics: the regression head predicts (age - mean) / std.
+MEAN_TRAIN_AGE = 33.3
+STD_TRAIN_AGE = 19.9
 
 
 @keras.saving.register_keras_serializable(package="agejax")
@@ -76,9 +78,9 @@ def head(x, kind: str, dropout: float = 0.2):
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     if kind == "regression":
-        return layers.Dense(
-            1, bias_initializer=keras.initializers.Constant(MEAN_TRAIN_AGE), dtype="float32", name="age"
-        )(x)
+        # Predict a standardised age and rescale it, so the last layer needs no large weights.
+        standard = layers.Dense(1, dtype="float32", name="age_standardised")(x)
+        return layers.Rescaling(STD_TRAIN_AGE, offset=MEAN_TRAIN_AGE, dtype="float32", name="age")(standard)
     if kind == "distribution":
         logits = layers.Dense(NUM_AGE_BINS, dtype="float32", name="age_logits")(x)
         return layers.Softmax(dtype="float32", name="age_probs")(logits)

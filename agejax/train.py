@@ -46,17 +46,23 @@ def setup_devices() -> str:
     return f"{len(devices)} x {devices[0].device_kind}, policy {keras.mixed_precision.dtype_policy().name}"
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
-    if config.schedule == "cosine":
-        total = config.epochs * steps_per_epoch
-        warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
-        )
-    elif config.schedule != "constant":
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up then cosine decay to 0 ("cosine"), or a constant rate."""
+    if config.schedule == "constant":
+        return config.learning_rate
+    if config.schedule != "cosine":
         raise ValueError(f"unknown schedule {config.schedule!r}; expected 'cosine' or 'constant'")
-    return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+    total = config.epochs * steps_per_epoch
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
+    )
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    return keras.optimizers.AdamW(
+        learning_rate_schedule(config, steps_per_epoch), weight_decay=config.weight_decay
+    )
 
 
 def compiled_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
@@ -192,3 +198,67 @@ def train(
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time of every train step, waiting for the device to finish each one."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        jax.block_until_ready(logs)
+        self.times.append(time.perf_counter() - self._start)
+
+
+def forward_flops_per_image(model: keras.Model, image_size: int) -> float:
+    """XLA's count of floating-point operations for one inference forward pass."""
+    images = np.zeros((8, image_size, image_size, 3), np.uint8)
+    compiled = jax.jit(lambda x: model(x, training=False)).lower(images).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return float(analysis["flops"]) / len(images)
+
+
+def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root: Path = cache.DEFAULT_ROOT) -> dict:
+    """Times train steps with and without augmentation, in one process, after warm-up.
+
+    Uses the cached train split when it exists, random images otherwise.
+    """
+    device_info = setup_devices()
+    try:
+        images = np.asarray(cache.load_split("train", config.image_size, cache_root).images)
+        data_source = "cached train split"
+    except FileNotFoundError:
+        images = np.random.default_rng(0).integers(0, 255, (2048, config.image_size, config.image_size, 3), np.uint8)
+        data_source = "random images (no cache)"
+    ages = np.random.default_rng(0).integers(1, 90, len(images))
+    results = {"config": dataclasses.asdict(config), "devices": device_info, "data": data_source}
+    for variant in ("augmented", "no_augmentation"):
+        keras.utils.set_random_seed(config.seed)
+        model = compiled_model(config, steps_per_epoch=warmup + steps)
+        if variant == "no_augmentation":
+            augment = model.get_layer("augment")
+            augment.max_zoom = augment.max_shift = augment.max_brightness = augment.max_contrast = 0.0
+        batches = pipeline.ArrayBatches(images, ages, config.batch_size, shuffle=True, seed=config.seed)
+        timer = StepTimer()
+        model.fit(batches, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
+        step = float(np.median(timer.times[warmup:]))
+        results[variant] = {
+            "first_step_s": round(timer.times[0], 2),
+            "compile_s_estimate": round(timer.times[0] - step, 2),
+            "median_step_ms": round(step * 1000, 1),
+            "images_per_s": round(config.batch_size / step, 1),
+        }
+    flops = forward_flops_per_image(model, config.image_size)
+    results["forward_gflops_per_image"] = round(flops / 1e9, 3)
+    # A train step costs about 3 forward passes (forward, and backward for inputs and weights).
+    results["train_tflops_per_s"] = round(3 * flops * results["augmented"]["images_per_s"] / 1e12, 4)
+    results["augmented_over_plain_step_ratio"] = round(
+        results["augmented"]["median_step_ms"] / results["no_augmentation"]["median_step_ms"], 3
+    )
+    return results

@@ -2,6 +2,7 @@
 
     python scripts/train.py --preset cnn_cpu --run-dir runs/cnn
     python scripts/train.py --backbone resnet50 --image-size 64 --epochs 5 --run-dir runs/r50
+    python scripts/train.py --preset cnn_cpu --benchmark     # img/s, step-time medians, compile time
 
 On CPU it spreads each batch over 2 virtual devices (data parallel). Build the
 cache first: python scripts/prepare_data.py --source <UTKFace> --size <image size>
@@ -35,9 +36,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--{field.name.replace('_', '-')}", type=kind, default=None,
             help=f"(default {getattr(defaults, field.name)!r}, or the preset's)",
         )
-    parser.add_argument("--run-dir", type=Path, required=True, help="where the run writes; reuse it to resume")
+    parser.add_argument("--run-dir", type=Path, help="where the run writes; reuse it to resume")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="time train steps (median after warm-up, with and without augmentation) instead of training")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps in --benchmark mode (default 20)")
     parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.benchmark and args.run_dir is None:
+        parser.error("--run-dir is required to train")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     from agejax import train  # imports JAX, after XLA_FLAGS is set
 
     try:
-        metrics = train.train(config, args.run_dir, args.cache_root)
+        if args.benchmark:
+            metrics = train.benchmark(config, args.steps, cache_root=args.cache_root)
+        else:
+            metrics = train.train(config, args.run_dir, args.cache_root)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,69 @@
+"""One way to load any shipped or trained model and predict ages.
+
+    from agejax.predict import Predictor
+    predictor = Predictor.load("cnn")          # a shipped checkpoint by name
+    predictor = Predictor.load("runs/x")       # a checkpoint folder or a run directory
+    ages, stds = predictor.predict(uint8_faces) # (N, S, S, 3) aligned crops, any S
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import agejax  # noqa: F401  (sets the JAX backend before keras loads)
+
+import keras
+import numpy as np
+from PIL import Image
+
+from agejax import checkpoint, models, pipeline
+from agejax.configs import TrainConfig
+from agejax.images import to_square_array
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+SHIPPED = ("cnn", "resnet50")
+
+
+@dataclasses.dataclass
+class Prediction:
+    age: np.ndarray  # (N,) float years
+    std: np.ndarray | None  # (N,) the distribution head's own uncertainty; None for regression
+
+
+class Predictor:
+    def __init__(self, model: keras.Model, config: TrainConfig, name: str):
+        self.model = model
+        self.config = config
+        self.name = name
+        self.image_size = config.image_size
+        self.head = models.head_kind_of(model)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> Predictor:
+        """A shipped name ("cnn", "resnet50"), a checkpoint folder, or a training run directory."""
+        path = CHECKPOINTS / str(name_or_path) if str(name_or_path) in SHIPPED else Path(name_or_path)
+        if (path / "weights.npz").exists():
+            model, config = checkpoint.load(path)
+        elif (path / "model.keras").exists():
+            model = keras.models.load_model(path / "model.keras", compile=False)
+            config = TrainConfig.from_json(path / "config.json")
+        else:
+            raise FileNotFoundError(
+                f"no model at {path}: expected a shipped name {SHIPPED}, a checkpoint folder "
+                "with weights.npz, or a run directory with model.keras"
+            )
+        return cls(model, config, name=path.name)
+
+    def predict(self, faces: np.ndarray, batch_size: int = 64) -> Prediction:
+        """Ages for aligned face crops given as uint8 (N, S, S, 3); resized if S differs."""
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
+            raise ValueError(f"expected uint8 faces of shape (N, S, S, 3), got {faces.dtype} {faces.shape}")
+        if faces.shape[1:3] != (self.image_size, self.image_size):
+            faces = np.stack([to_square_array(Image.fromarray(f), self.image_size) for f in faces])
+        if len(faces) == 0:
+            return Prediction(np.zeros(0), np.zeros(0) if self.head == "distribution" else None)
+        outputs = pipeline.predict_outputs(self.model, faces, batch_size)
+        age, std = models.summarize_outputs(outputs)
+        return Prediction(age=age, std=std)

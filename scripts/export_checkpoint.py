@@ -1,0 +1,109 @@
+"""Turns a finished training run into a compact shipped checkpoint, and measures what compression cost.
+
+    python scripts/export_checkpoint.py --run-dir runs/cnn_cpu --name cnn
+
+Writes checkpoints/<name>/: weights.npz (compressed), config.json, metrics.json,
+history.csv, curves.png and a model card (README.md). The validation and test MAE
+are measured here, for both the full-precision run model and the compressed one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agejax import cache, checkpoint, split  # noqa: E402
+from agejax.predict import CHECKPOINTS, Predictor  # noqa: E402
+
+MAX_MAE_SHIFT = 0.05  # years: compression may not move test MAE by more
+
+
+def split_mae(predictor: Predictor, name: str, cache_root: Path) -> float:
+    arrays = cache.load_split(name, predictor.image_size, cache_root)
+    return float(abs(predictor.predict(arrays.images, batch_size=128).age - arrays.ages).mean())
+
+
+MODEL_CARD = """\
+# agejax {name}: {title}
+
+Age regressor trained from scratch (random initialisation) on UTKFace with
+`python scripts/train.py --run-dir ... ` and the config in `config.json`, then
+exported with `python scripts/export_checkpoint.py --run-dir ... --name {name}`.
+
+| measure (frozen split, `agejax/splits/utkface.csv`) | value |
+|---|---|
+| validation MAE (years) | {val_mae:.2f} |
+| **test MAE (years)** | **{test_mae:.2f}** |
+| test MAE before {weight_format} compression | {reference_test_mae:.2f} |
+| best epoch (chosen on validation) | {best_epoch} of {epochs} |
+| parameters | {parameters:,} |
+| input | {image_size}x{image_size} RGB aligned face crop |
+| weights file | {weights_mb:.1f} MB ({weight_format}) |
+
+Every figure above is written to `metrics.json` by the export command.
+
+- **Data.** UTKFace aligned & cropped faces (non-commercial research licence),
+  split 80/10/10 stratified by age and gender; manifest sha256 `{manifest}`.
+- **Intended use.** Research and demos of apparent-age estimation from aligned faces.
+  Not for decisions about people: errors are years wide, larger for the elderly,
+  and UTKFace over-represents some groups (see the evaluation report).
+- **Limitations.** Labels are real ages from file names, not apparent ages; children
+  and people over 70 are few in training; faces must be aligned like UTKFace chips.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, required=True, help="a finished run (holds model.keras)")
+    parser.add_argument("--name", required=True, help="checkpoint name, e.g. cnn or resnet50")
+    parser.add_argument("--weights-format", choices=checkpoint.FORMATS, default="int8")
+    parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT)
+    args = parser.parse_args(argv)
+
+    run_metrics = json.loads((args.run_dir / "metrics.json").read_text())
+    reference = Predictor.load(args.run_dir)
+    target = CHECKPOINTS / args.name
+    checkpoint.save(reference.model, reference.config, target, args.weights_format)
+    compressed = Predictor.load(target)
+
+    measured = {
+        name: {"reference": split_mae(reference, name, args.cache_root), "compressed": split_mae(compressed, name, args.cache_root)}
+        for name in ("val", "test")
+    }
+    shift = measured["test"]["compressed"] - measured["test"]["reference"]
+    metrics = {
+        "name": args.name,
+        "model": run_metrics["model"],
+        "val_mae": round(measured["val"]["compressed"], 4),
+        "test_mae": round(measured["test"]["compressed"], 4),
+        "reference_val_mae": round(measured["val"]["reference"], 4),
+        "reference_test_mae": round(measured["test"]["reference"], 4),
+        "compression_test_mae_shift": round(shift, 4),
+        "weight_format": args.weights_format,
+        "weights_mb": round((target / "weights.npz").stat().st_size / 1e6, 2),
+        "manifest_sha256": split.manifest_hash(),
+        **{k: run_metrics[k] for k in ("best_epoch", "parameters", "git_commit", "devices", "peak_rss_mib", "config")},
+    }
+    (target / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    for name in ("history.csv", "curves.png"):
+        shutil.copy(args.run_dir / name, target / name)
+    (target / "README.md").write_text(
+        MODEL_CARD.format(
+            title=run_metrics["model"], epochs=metrics["config"]["epochs"],
+            image_size=metrics["config"]["image_size"], manifest=metrics["manifest_sha256"][:12], **metrics,
+        )
+    )
+    print(json.dumps(metrics, indent=2))
+    if abs(shift) > MAX_MAE_SHIFT:
+        print(f"error: {args.weights_format} moved test MAE by {shift:+.3f} years (limit {MAX_MAE_SHIFT})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

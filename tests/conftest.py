@@ -1,0 +1,71 @@
+"""Shared fixtures: generated UTKFace-like images and the optional real data in ../shared."""
+
+from __future__ import annotations
+
+import os
+
+# Two virtual CPU devices, as in training; must be set before JAX starts.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+
+import io
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agejax import split
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_UTKFACE = REPO.parent / "shared" / "data" / "utkface"
+MALFORMED = (
+    "39_1_20170116174525125.jpg.chip.jpg",
+    "61_1_20170109142408075.jpg.chip.jpg",
+    "61_1_20170109150557335.jpg.chip.jpg",
+)
+
+requires_shared = pytest.mark.skipif(
+    not any(SHARED_UTKFACE.glob("*.tar.gz")), reason=f"UTKFace archives not found in {SHARED_UTKFACE}"
+)
+
+
+def jpeg_bytes(seed: int, size: int = 40) -> bytes:
+    """A small random RGB JPEG, different for each seed."""
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def manifest_names() -> dict[str, list[str]]:
+    """Real file names from the committed manifest, 6 per split, so fixtures land in known splits."""
+    assignment = split.read_manifest()
+    names: dict[str, list[str]] = {s: [] for s in split.SPLITS}
+    for name, part in sorted(assignment.items()):
+        if len(names[part]) < 6:
+            names[part].append(name)
+    return names
+
+
+def write_images(folder: Path, names: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(jpeg_bytes(zlib.crc32(name.encode()) + i))
+    return folder
+
+
+def write_archive(path: Path, folder: Path) -> Path:
+    """A .tar.gz that extracts to UTKFace/, like the official archive."""
+    with tarfile.open(path, "w:gz") as archive:
+        for file in sorted(folder.iterdir()):
+            archive.add(file, arcname=f"UTKFace/{file.name}")
+    return path
+
+
+@pytest.fixture
+def utk_folder(tmp_path, manifest_names) -> Path:
+    names = [n for part in split.SPLITS for n in manifest_names[part]]
+    return write_images(tmp_path / "UTKFace", names + list(MALFORMED))

@@ -1,0 +1,75 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from agejax import cache, configs, pipeline, report, train
+from agejax.predict import Predictor
+
+
+@pytest.fixture
+def tiny_cache(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def part(n):
+        return cache.SplitArrays(
+            images=rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8),
+            ages=rng.integers(1, 90, n).astype(np.int32),
+            genders=rng.integers(0, 2, n).astype(np.int8),
+            races=rng.integers(0, 5, n).astype(np.int8),
+            file_names=np.array([f"{i}.jpg" for i in range(n)]),
+        )
+
+    root = tmp_path / "cache"
+    cache.write({"train": part(32), "val": part(11), "test": part(9)}, 32, root)
+    yield root
+    keras.distribution.set_distribution(None)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_from_the_epoch_after_the_last_completed_one(tmp_path, tiny_cache, monkeypatch):
+    config = configs.TrainConfig(image_size=32, epochs=3, batch_size=16)
+    run_dir = tmp_path / "run"
+    started = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        started.append(epoch)
+        if epoch == 2 and len(started) == 3:
+            raise Interrupt  # killed as epoch 3 starts
+
+    monkeypatch.setattr(train.PlotCurves, "on_epoch_begin", on_epoch_begin, raising=False)
+    with pytest.raises(Interrupt):
+        train.train(config, run_dir, tiny_cache, verbose=0)
+    assert [row["epoch"] for row in report.read_history(run_dir / "history.csv")] == [0, 1]
+    assert not (run_dir / "model.keras").exists()
+
+    metrics = train.train(config, run_dir, tiny_cache, verbose=0)
+    assert started == [0, 1, 2, 2]  # the resumed run began at epoch 3
+    assert [row["epoch"] for row in report.read_history(run_dir / "history.csv")] == [0, 1, 2]
+    assert not (run_dir / "backup").exists()
+    best = json.loads((run_dir / "best.json").read_text())
+    assert metrics["best_epoch"] == best["epoch"] and metrics["val_mae"] == pytest.approx(best["val_mae"], abs=1e-3)
+    assert (run_dir / "curves.png").stat().st_size > 0
+    assert Predictor.load(run_dir).predict(np.zeros((3, 32, 32, 3), np.uint8)).age.shape == (3,)
+
+
+def test_a_run_dir_refuses_a_different_config(tmp_path, tiny_cache):
+    run_dir = tmp_path / "run"
+    train.train(configs.TrainConfig(image_size=32, epochs=1, batch_size=16), run_dir, tiny_cache, verbose=0)
+    with pytest.raises(ValueError, match="another config"):
+        train.train(configs.TrainConfig(image_size=32, epochs=2, batch_size=16), run_dir, tiny_cache, verbose=0)
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    config = configs.TrainConfig(epochs=4, learning_rate=1e-2, warmup_epochs=1)
+    schedule = train.learning_rate_schedule(config, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 25, 40)]
+    assert rates[0] < rates[1] < rates[2] == pytest.approx(1e-2)
+    assert rates[2] > rates[3] > rates[4] >= 0
+    with pytest.raises(ValueError, match="unknown schedule"):
+        train.learning_rate_schedule(configs.TrainConfig(schedule="step"), 10)
+    assert train.learning_rate_schedule(configs.TrainConfig(schedule="constant"), 10) == 2e-3
