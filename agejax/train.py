@@ -2,6 +2,7 @@
 
 A run directory holds everything a run writes:
     config.json      the TrainConfig
+    git_commit.txt   the commit of the code that started the run
     history.csv      one row per epoch (loss, MAE, val loss, val MAE, learning rate)
     curves.png       the history as plots, redrawn every epoch
     backup/          model + optimizer state at the last epoch end (for resume; removed when done)
@@ -154,6 +155,9 @@ def train(
     """Trains (or resumes) a run and writes model.keras and metrics.json into run_dir."""
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, config)
+    commit_file = run_dir / "git_commit.txt"  # the code that started the run, kept across resumes
+    if not commit_file.exists():
+        commit_file.write_text(git_commit() + "\n")
     keras.utils.set_random_seed(config.seed)
     device_info = setup_devices()
     train_arrays = cache.load_split("train", config.image_size, cache_root, mmap=False)
@@ -191,7 +195,7 @@ def train(
         "test_mae": round(mae_of(model, test_arrays, config.batch_size), 4),
         "parameters": int(model.count_params()),
         "manifest_sha256": split.manifest_hash(),
-        "git_commit": git_commit(),
+        "git_commit": commit_file.read_text().strip(),
         "devices": device_info,
         "train_seconds_last_session": round(train_seconds, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
