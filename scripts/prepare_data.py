@@ -1,6 +1,7 @@
 """Reads UTKFace, reports skipped files, checks the frozen split and builds the decode-once cache.
 
     python scripts/prepare_data.py --source ../shared/data/utkface/ --size 64
+    python scripts/prepare_data.py --source ../shared/data/utkface/ --size --tfds-dir ~/tensorflow_datasets
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT,
                         help=f"where caches are written (default {cache.DEFAULT_ROOT}, or $AGEJAX_CACHE)")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    parser.add_argument("--tfds-dir", type=Path,
+                        help="also build the TFDS dataset `utkface` (array_record) into this data_dir")
     args = parser.parse_args(argv)
 
     try:
@@ -62,6 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         for name in split.SPLITS:
             cache.load_split(name, size, root=args.cache_root, mmap=False)
         print(f"cache {size}px: read all splits into memory in {time.perf_counter() - start:.2f} s")
+    if args.tfds_dir:
+        from agejax.utkface import build  # imports TFDS only when asked
+
+        if len(sources) != 1 and not all(data.is_archive(p) for p in sources):
+            parser.error("--tfds-dir takes one folder, or archives that share a folder")
+        manual_dir = sources[0] if sources[0].is_dir() else sources[0].parent
+        start = time.perf_counter()
+        build(manual_dir, args.tfds_dir)
+        print(f"tfds: built utkface in {time.perf_counter() - start:.1f} s at {args.tfds_dir}; "
+              f"read it with tfds.data_source('utkface', data_dir='{args.tfds_dir}')")
     return 0
 
 
