@@ -184,3 +184,26 @@ def iter_image_bytes(records: Iterable[Record]) -> Iterator[tuple[Record, bytes 
                 yield record, handle.read() if handle is not None else None
         for member in wanted.keys() - found:
             yield wanted[member], None
+
+
+def read_age_labels(csv_path: str | os.PathLike) -> tuple[dict[str, float], list[Skipped]]:
+    """A CSV with columns path,age -> {path: age}; rows with a bad age are skipped and reported."""
+    import csv
+
+    labels: dict[str, float] = {}
+    skipped: list[Skipped] = []
+    with open(csv_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"path", "age"} <= set(reader.fieldnames):
+            raise ValueError(f"{csv_path} needs a header with the columns path,age")
+        for row in reader:
+            path = (row["path"] or "").strip()
+            try:
+                age = float(row["age"])
+                if not 0 <= age <= MAX_AGE:
+                    raise ValueError
+            except (TypeError, ValueError):
+                skipped.append(Skipped(path, str(csv_path), f"age {row['age']!r} is not a number in 0-{MAX_AGE}"))
+                continue
+            labels[path] = age
+    return labels, skipped

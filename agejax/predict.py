@@ -32,10 +32,11 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, model: keras.Model, config: TrainConfig, name: str):
+    def __init__(self, model: keras.Model, config: TrainConfig, path: Path):
         self.model = model
         self.config = config
-        self.name = name
+        self.path = path  # the checkpoint folder or run directory it came from
+        self.name = path.name
         self.image_size = config.image_size
         self.head = models.head_kind_of(model)
 
@@ -53,9 +54,9 @@ class Predictor:
                 f"no model at {path}: expected a shipped name {SHIPPED}, a checkpoint folder "
                 "with weights.npz, or a run directory with model.keras"
             )
-        return cls(model, config, name=path.name)
+        return cls(model, config, path)
 
-    def predict(self, faces: np.ndarray, batch_size: int = 64) -> Prediction:
+    def predict(self, faces: np.ndarray, batch_size: int = 64, verbose: int = 0) -> Prediction:
         """Ages for aligned face crops given as uint8 (N, S, S, 3); resized if S differs."""
         faces = np.asarray(faces)
         if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
@@ -64,6 +65,6 @@ class Predictor:
             faces = np.stack([to_square_array(Image.fromarray(f), self.image_size) for f in faces])
         if len(faces) == 0:
             return Prediction(np.zeros(0), np.zeros(0) if self.head == "distribution" else None)
-        outputs = pipeline.predict_outputs(self.model, faces, batch_size)
+        outputs = pipeline.predict_outputs(self.model, faces, batch_size, verbose)
         age, std = models.summarize_outputs(outputs)
         return Prediction(age=age, std=std)

@@ -1,0 +1,114 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from agejax import checkpoint, evaluate, models
+from agejax.configs import TrainConfig
+from conftest import jpeg_bytes
+
+
+def test_overall_metrics_match_hand_computed_values():
+    metrics = evaluate.overall_metrics(np.array([10, 20, 30, 40]), np.array([12, 20, 25, 50]))
+    # errors: +2, 0, -5, +10
+    assert metrics == pytest.approx({
+        "count": 4, "mae": 4.25, "mse": 32.25, "rmse": math.sqrt(32.25), "cs5": 0.75, "cs10": 1.0, "bias": 1.75,
+    })
+
+
+def test_decade_bins_at_their_edges():
+    ages = np.array([0, 9, 9.99, 10, 89, 90, 116, -3])
+    assert evaluate.decade_of(ages).tolist() == [0, 0, 0, 1, 8, 9, 9, 0]
+    assert evaluate.DECADES[0] == "0-9" and evaluate.DECADES[8] == "80-89" and evaluate.DECADES[9] == "90+"
+
+
+def test_decade_confusion_counts_and_row_shares():
+    true = np.array([9, 10, 89, 90, 116, 116])
+    predicted = np.array([10, 9, 90, 89, 116, 95])
+    confusion = evaluate.decade_confusion(true, predicted)
+    counts = np.array(confusion["counts"])
+    assert counts.sum() == 6 and counts.shape == (10, 10)
+    assert counts[0, 1] == 1 and counts[1, 0] == 1 and counts[8, 9] == 1 and counts[9, 8] == 1 and counts[9, 9] == 2
+    shares = np.array(confusion["row_normalised"])
+    assert shares[9].tolist()[8:] == [pytest.approx(1 / 3, abs=1e-4), pytest.approx(2 / 3, abs=1e-4)]
+    assert shares[5].sum() == 0  # an empty decade has no shares, not NaN
+
+
+def test_grouped_metrics_per_group_and_empty_groups():
+    rows = evaluate.grouped_metrics(np.array([20, 30, 40]), np.array([25, 30, 30]), np.array([0, 0, 1]), ("a", "b", "c"))
+    assert rows[0] == {"group": "a", "count": 2, "mae": 2.5, "bias": 2.5}
+    assert rows[1] == {"group": "b", "count": 1, "mae": 10.0, "bias": -10.0}
+    assert rows[2] == {"group": "c", "count": 0, "mae": None, "bias": None}
+
+
+def test_conformal_quantile_is_the_finite_sample_rank():
+    scores = np.arange(1, 10)  # n = 9
+    assert evaluate.conformal_quantile(scores, 0.8) == 8  # ceil(10 * 0.8) = 8th smallest
+    assert evaluate.conformal_quantile(scores, 0.9) == 9
+    assert evaluate.conformal_quantile(np.arange(3), 0.9) == math.inf
+
+
+@pytest.mark.parametrize("with_std", [True, False])
+def test_conformal_intervals_reach_their_coverage_on_synthetic_data(with_std):
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        true = rng.uniform(0, 100, n)
+        std = rng.uniform(1, 8, n)  # heteroscedastic noise, known to the "model"
+        return true, true + rng.normal(0, std), std if with_std else None
+
+    result = evaluate.conformal_report(sample(3000), sample(20000))
+    for level in ("80", "90"):
+        # Sampling error of the calibration quantile and the test share: well under 0.02.
+        assert result["levels"][level]["coverage"] == pytest.approx(int(level) / 100, abs=0.02)
+    if with_std:  # scaled by the std, 90 % intervals are about 2 x 1.645 std wide
+        assert result["levels"]["90"]["mean_width"] == pytest.approx(2 * 1.645 * 4.5, rel=0.1)
+
+
+def test_full_report_has_a_stable_schema():
+    rng = np.random.default_rng(1)
+    true = rng.integers(0, 100, 200)
+    predicted = true + rng.normal(0, 5, 200)
+    report = evaluate.full_report(true, predicted, np.full(200, 5.0), rng.integers(0, 2, 200),
+                                  rng.integers(0, 5, 200), calibration=(true, predicted, np.full(200, 5.0)))
+    assert list(report) == ["overall", "per_decade", "per_gender", "per_race", "decade_confusion", "conformal"]
+    assert list(report["overall"]) == ["count", "mae", "mse", "rmse", "cs5", "cs10", "bias"]
+    assert [r["group"] for r in report["per_gender"]] == ["male", "female"]
+    assert len(report["per_race"]) == 5 and len(report["per_decade"]) == 10
+    assert set(report["conformal"]["levels"]) == {"80", "90"}
+    json.dumps(report)  # serialisable as it is
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    folder = tmp_path / "ckpt"
+    checkpoint.save(models.build_model("cnn", "distribution", 32), TrainConfig(image_size=32), folder, "float16")
+    return folder
+
+
+def test_evaluate_script_on_a_folder_with_a_csv_reports_bad_rows_and_goes_on(tmp_path, tiny_checkpoint, capsys):
+    import sys
+    sys.path.insert(0, "scripts")
+    import evaluate as evaluate_script
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(4):
+        (faces / f"f{i}.jpg").write_bytes(jpeg_bytes(i))
+    (faces / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    (tmp_path / "labels.csv").write_text(
+        "path,age\nf0.jpg,20\nf1.jpg,35\nf2.jpg,50\nf3.jpg,61\nbroken.jpg,30\nmissing.jpg,40\nf0.jpg,old\n"
+    )
+    out = tmp_path / "report"
+    code = evaluate_script.main(["--model", str(tiny_checkpoint), "--folder", str(faces), "--labels",
+                                 str(tmp_path / "labels.csv"), "--out", str(out), "--cache-root", str(tmp_path / "none")])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["overall"]["count"] == 4
+    reasons = sorted(s["reason"] for s in metrics["skipped"])
+    assert reasons == ["age 'old' is not a number in 0-116", "file not found", "unreadable image (UnidentifiedImageError)"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion.png", "errors.png", "mae_per_decade.png", "metrics.json", "report.md", "scatter.png"]
+    assert "MAE" in (out / "report.md").read_text()
+    assert "skipped 3 files" in capsys.readouterr().err
