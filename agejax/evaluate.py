@@ -186,3 +186,19 @@ def labelled_folder(
         LabelledFaces(str(folder), np.stack(images), ages, genders if has_groups else None, races if has_groups else None),
         skipped,
     )
+
+
+def evaluate_predictor(
+    predictor, faces: LabelledFaces, calibration: LabelledFaces | None = None, verbose: int = 1
+) -> tuple[dict, np.ndarray]:
+    """The full report of a Predictor on a labelled set, intervals calibrated on another set.
+
+    Returns the report and the predicted ages.
+    """
+    prediction = predictor.predict(faces.images, verbose=verbose)
+    calibrated = None
+    if calibration is not None:
+        on_calibration = predictor.predict(calibration.images, verbose=verbose)
+        calibrated = (calibration.ages, on_calibration.age, on_calibration.std)
+    report = full_report(faces.ages, prediction.age, prediction.std, faces.genders, faces.races, calibrated)
+    return {"model": predictor.name, "set": faces.name, **report}, prediction.age

@@ -12,6 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _finish(figure, out_png: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(out_png, dpi=100)
+    plt.close(figure)
+
+
 def read_history(path: Path) -> list[dict[str, float]]:
     """history.csv rows, one per epoch; a resumed run's repeated epoch keeps its last row."""
     with open(path, newline="") as handle:
@@ -35,15 +41,7 @@ def plot_history(history_csv: Path, out_png: Path, title: str) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(f"{title}: training curves")
-    figure.tight_layout()
-    figure.savefig(out_png, dpi=100)
-    plt.close(figure)
-
-
-def _finish(figure, out_png: Path) -> None:
-    figure.tight_layout()
-    figure.savefig(out_png, dpi=100)
-    plt.close(figure)
+    _finish(figure, out_png)
 
 
 def plot_confusion(confusion: dict, out_png: Path, title: str) -> None:

@@ -30,32 +30,19 @@ def evaluate_one(predictor: Predictor, args: argparse.Namespace, command: str) -
         faces, skipped = evaluate.labelled_folder(args.folder, predictor.image_size, args.labels)
     else:
         faces = evaluate.cached_split(args.split, predictor.image_size, args.cache_root)
-    print(f"predicting {len(faces.ages)} faces of the {faces.name} with {predictor.name}", file=sys.stderr)
-    prediction = predictor.predict(faces.images, verbose=1)
-
     calibration = None
     if faces.name != "val split":
         try:
-            val = evaluate.cached_split("val", predictor.image_size, args.cache_root)
-            print("calibrating intervals on the val split", file=sys.stderr)
-            calibrated = predictor.predict(val.images, verbose=1)
-            calibration = (val.ages, calibrated.age, calibrated.std)
+            calibration = evaluate.cached_split("val", predictor.image_size, args.cache_root)
         except FileNotFoundError:
             print("note: no cached validation split, so no prediction intervals", file=sys.stderr)
-    result = evaluate.full_report(
-        faces.ages, prediction.age, prediction.std, faces.genders, faces.races, calibration
-    )
-    result = {
-        "model": predictor.name,
-        "set": faces.name,
-        "command": command,
-        **result,
-        "skipped": [{"file": s.file_name, "reason": s.reason} for s in skipped],
-    }
+    print(f"{predictor.name}: {len(faces.ages)} faces of the {faces.name}", file=sys.stderr)
+    result, predicted = evaluate.evaluate_predictor(predictor, faces, calibration)
+    result = {**result, "command": command, "skipped": [{"file": s.file_name, "reason": s.reason} for s in skipped]}
     if skipped:
         print(f"skipped {len(skipped)} files:", file=sys.stderr)
         print("\n".join(data.format_skipped(skipped)), file=sys.stderr)
-    return result, faces.ages, prediction.age
+    return result, faces.ages, predicted
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,29 +3,30 @@
     python scripts/export_checkpoint.py --run-dir runs/cnn_cpu --name cnn
 
 Writes checkpoints/<name>/: weights.npz (compressed), config.json, metrics.json,
-history.csv, curves.png and a model card (README.md). The validation and test MAE
-are measured here, for both the full-precision run model and the compressed one.
+history.csv, curves.png, a model card (README.md) and the test-split evaluation
+report (report/: metrics, plots, intervals calibrated on validation). Validation and
+test MAE are measured for both the full-precision run model and the compressed one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agejax import cache, checkpoint, split  # noqa: E402
+from agejax import cache, checkpoint, evaluate, report, split  # noqa: E402
 from agejax.predict import CHECKPOINTS, Predictor  # noqa: E402
 
 MAX_MAE_SHIFT = 0.05  # years: compression may not move test MAE by more
 
 
-def split_mae(predictor: Predictor, name: str, cache_root: Path) -> float:
-    arrays = cache.load_split(name, predictor.image_size, cache_root)
-    return float(abs(predictor.predict(arrays.images, batch_size=128).age - arrays.ages).mean())
+def mae(predictor: Predictor, faces: evaluate.LabelledFaces) -> float:
+    return float(abs(predictor.predict(faces.images, batch_size=128).age - faces.ages).mean())
 
 
 MODEL_CARD = """\
@@ -63,17 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="checkpoint name, e.g. cnn or resnet50")
     parser.add_argument("--weights-format", choices=checkpoint.FORMATS, default="int8")
     parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT)
+    parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help=f"where to write (default {CHECKPOINTS})")
     args = parser.parse_args(argv)
 
     run_metrics = json.loads((args.run_dir / "metrics.json").read_text())
     reference = Predictor.load(args.run_dir)
-    target = CHECKPOINTS / args.name
+    target = args.checkpoints / args.name
     checkpoint.save(reference.model, reference.config, target, args.weights_format)
     compressed = Predictor.load(target)
 
+    val = evaluate.cached_split("val", reference.image_size, args.cache_root)
+    test = evaluate.cached_split("test", reference.image_size, args.cache_root)
+    test_report, predicted = evaluate.evaluate_predictor(compressed, test, calibration=val, verbose=0)
+    command = "python scripts/export_checkpoint.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    test_report["command"] = command
     measured = {
-        name: {"reference": split_mae(reference, name, args.cache_root), "compressed": split_mae(compressed, name, args.cache_root)}
-        for name in ("val", "test")
+        "val": {"reference": mae(reference, val), "compressed": mae(compressed, val)},
+        "test": {"reference": mae(reference, test), "compressed": test_report["overall"]["mae"]},
     }
     shift = measured["test"]["compressed"] - measured["test"]["reference"]
     metrics = {
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     for name in ("history.csv", "curves.png"):
         shutil.copy(args.run_dir / name, target / name)
+    report.write_evaluation(target / "report", args.name, test_report, test.ages, predicted, target / "curves.png")
     (target / "README.md").write_text(
         MODEL_CARD.format(
             title=run_metrics["model"], epochs=metrics["config"]["epochs"],

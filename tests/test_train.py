@@ -73,3 +73,23 @@ def test_cosine_schedule_warms_up_then_decays():
     with pytest.raises(ValueError, match="unknown schedule"):
         train.learning_rate_schedule(configs.TrainConfig(schedule="step"), 10)
     assert train.learning_rate_schedule(configs.TrainConfig(schedule="constant"), 10) == 2e-3
+
+
+def test_export_writes_a_compact_checkpoint_with_metrics_card_and_report(tmp_path, tiny_cache):
+    import sys
+
+    sys.path.insert(0, "scripts")
+    import export_checkpoint
+
+    run_dir = tmp_path / "run"
+    train.train(configs.TrainConfig(image_size=32, epochs=1, batch_size=16), run_dir, tiny_cache, verbose=0)
+    code = export_checkpoint.main(["--run-dir", str(run_dir), "--name", "cnn", "--weights-format", "float16",
+                                   "--cache-root", str(tiny_cache), "--checkpoints", str(tmp_path / "ckpts")])
+    target = tmp_path / "ckpts" / "cnn"
+    metrics = json.loads((target / "metrics.json").read_text())
+    assert code == 0 and abs(metrics["compression_test_mae_shift"]) <= 0.05
+    assert metrics["test_mae"] == pytest.approx(json.loads((target / "report" / "metrics.json").read_text())["overall"]["mae"])
+    assert {"weights.npz", "config.json", "metrics.json", "history.csv", "curves.png", "README.md", "report"} <= {
+        p.name for p in target.iterdir()}
+    assert "test MAE" in (target / "README.md").read_text()
+    assert Predictor.load(target).predict(np.zeros((2, 32, 32, 3), np.uint8)).std.shape == (2,)
