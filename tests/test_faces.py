@@ -1,0 +1,51 @@
+"""Detection and alignment on real UTKFace faces from ../shared (skipped where absent)."""
+
+import numpy as np
+import pytest
+
+from agejax import data, faces
+from agejax.images import decode_face
+from conftest import SHARED_UTKFACE, requires_shared
+
+pytestmark = requires_shared
+
+
+@pytest.fixture(scope="module")
+def chips():
+    records = data.scan([SHARED_UTKFACE / "UTKFace-2of4.tar.gz"]).records
+    adults = [r for r in records if 20 <= r.age <= 60][:40:10]
+    return [decode_face(payload, 200) for _, payload in data.iter_image_bytes(adults)]
+
+
+@pytest.fixture(scope="module")
+def aligner():
+    return faces.FaceAligner()
+
+
+def test_a_utkface_chip_realigns_close_to_itself(chips, aligner):
+    found = aligner.faces(chips[0])
+    assert len(found) == 1
+    face = found[0]
+    assert face.chip.shape == (200, 200, 3) and face.chip.dtype == np.uint8
+    assert np.abs(face.chip.astype(float) - chips[0]).mean() < 30  # same geometry, up to landmark noise
+
+
+def test_every_face_of_a_group_photo_gets_a_box_inside_the_image(chips, aligner):
+    # A 640 x 360 "group photo": three real faces, shrunk to 120 px, on a grey background.
+    from PIL import Image
+
+    canvas = np.full((360, 640, 3), 128, np.uint8)
+    for i, chip in enumerate(chips[:3]):
+        small = np.asarray(Image.fromarray(chip).resize((120, 120)))
+        canvas[100:220, 40 + 200 * i : 160 + 200 * i] = small
+    found = aligner.faces(canvas)
+    assert len(found) == 3
+    for face in found:
+        left, top, right, bottom = face.box
+        assert 0 <= left < right <= 640 and 0 <= top < bottom <= 360
+    centres = sorted((f.box[0] + f.box[2]) / 2 for f in found)
+    assert [round((c - 100) / 200) for c in centres] == [0, 1, 2]
+
+
+def test_no_face_gives_an_empty_list(aligner):
+    assert aligner.faces(np.full((300, 400, 3), 200, np.uint8)) == []
