@@ -39,6 +39,8 @@ class Predictor:
         self.name = path.name
         self.image_size = config.image_size
         self.head = models.head_kind_of(model)
+        # Split-conformal thresholds from the export (calibrated on validation), if any.
+        self.conformal_thresholds = checkpoint.read_metrics(path).get("conformal", {}).get("thresholds", {})
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Predictor:
@@ -68,3 +70,11 @@ class Predictor:
         outputs = pipeline.predict_outputs(self.model, faces, batch_size, verbose)
         age, std = models.summarize_outputs(outputs)
         return Prediction(age=age, std=std)
+
+    def interval(self, prediction: Prediction, level: str = "90") -> tuple[np.ndarray, np.ndarray] | None:
+        """The calibrated prediction interval (low, high) in years, or None if the checkpoint has none."""
+        threshold = self.conformal_thresholds.get(level)
+        if threshold is None:
+            return None
+        half = threshold * (prediction.std if prediction.std is not None else 1.0)
+        return prediction.age - half, prediction.age + half

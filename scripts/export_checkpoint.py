@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         "reference_val_mae": round(measured["val"]["reference"], 4),
         "reference_test_mae": round(measured["test"]["reference"], 4),
         "compression_test_mae_shift": round(shift, 4),
+        # Split-conformal thresholds calibrated on validation: interval = age +- threshold (x std).
+        "conformal": {
+            "score": test_report["conformal"]["score"],
+            "thresholds": {level: row["threshold"] for level, row in test_report["conformal"]["levels"].items()},
+            "test_coverage": {level: row["coverage"] for level, row in test_report["conformal"]["levels"].items()},
+        },
         "weight_format": args.weights_format,
         "weights_mb": round((target / "weights.npz").stat().st_size / 1e6, 2),
         "manifest_sha256": split.manifest_hash(),

@@ -112,3 +112,26 @@ def test_evaluate_script_on_a_folder_with_a_csv_reports_bad_rows_and_goes_on(tmp
         "confusion.png", "errors.png", "mae_per_decade.png", "metrics.json", "report.md", "scatter.png"]
     assert "MAE" in (out / "report.md").read_text()
     assert "skipped 3 files" in capsys.readouterr().err
+
+
+def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_checkpoint):
+    import sys
+    sys.path.insert(0, "scripts")
+    import evaluate as evaluate_script
+
+    regression = tmp_path / "regression"
+    checkpoint.save(models.build_model("cnn", "regression", 32), TrainConfig(head="regression", image_size=32),
+                    regression, "int8")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i, age in enumerate((3, 15, 27, 44, 71, 95)):
+        (faces / f"{age}_{i % 2}_{i % 5}_2017010{i}.jpg.chip.jpg").write_bytes(jpeg_bytes(i))
+    out = tmp_path / "compare"
+    code = evaluate_script.main(["--compare", str(tiny_checkpoint), str(regression), "--folder", str(faces),
+                                 "--out", str(out), "--cache-root", str(tmp_path / "none")])
+    assert code == 0
+    table = json.loads((out / "comparison.json").read_text())["models"]
+    assert set(table) == {"ckpt", "regression"} and all(row["count"] == 6 for row in table.values())
+    assert (out / "mae_per_decade.png").stat().st_size > 0
+    text = (out / "comparison.md").read_text()
+    assert "| ckpt |" in text and "| regression |" in text

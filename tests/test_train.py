@@ -92,4 +92,9 @@ def test_export_writes_a_compact_checkpoint_with_metrics_card_and_report(tmp_pat
     assert {"weights.npz", "config.json", "metrics.json", "history.csv", "curves.png", "README.md", "report"} <= {
         p.name for p in target.iterdir()}
     assert "test MAE" in (target / "README.md").read_text()
-    assert Predictor.load(target).predict(np.zeros((2, 32, 32, 3), np.uint8)).std.shape == (2,)
+    predictor = Predictor.load(target)
+    prediction = predictor.predict(np.zeros((2, 32, 32, 3), np.uint8))
+    low, high = predictor.interval(prediction, "90")
+    q90 = metrics["conformal"]["thresholds"]["90"]
+    np.testing.assert_allclose(high - prediction.age, q90 * prediction.std)
+    assert np.all(low <= prediction.age) and metrics["conformal"]["thresholds"]["80"] <= q90
