@@ -73,13 +73,13 @@ def build(
     scan = data.scan(sources)
     parts = split.apply_manifest(scan.records, split.read_manifest(manifest))
     ordered = [(name, r) for name in split.SPLITS for r in parts.by_split[name]]
-    position = {id(record): i for i, (_, record) in enumerate(ordered)}
+    position = {record: i for i, (_, record) in enumerate(ordered)}
     images = np.zeros((len(ordered), size, size, 3), np.uint8)
     ok = np.zeros(len(ordered), bool)
     skipped = list(scan.skipped)
 
     jobs = (
-        (position[id(record)], payload, size)
+        (position[record], payload, size)
         for record, payload in data.iter_image_bytes(r for _, r in ordered)
     )
     context = multiprocessing.get_context("spawn")  # safe even after JAX has started threads

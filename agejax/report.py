@@ -150,8 +150,15 @@ def write_evaluation(
     if report.get("conformal"):
         lines += ["## Prediction intervals (split-conformal, calibrated on the validation split)", "",
                   "| nominal | coverage measured here | mean width (years) |", "|---|---|---|"]
-        for level, row in report["conformal"]["levels"].items():
+        levels = report["conformal"]["levels"]
+        for level, row in levels.items():
             lines.append(f"| {level} % | {_pct(row['coverage'])} | {row['mean_width']:.1f} |")
+        lines += ["", "Coverage per true decade:", "",
+                  "| true age | faces | " + " | ".join(f"{level} % interval" for level in levels) + " |",
+                  "|---|---|" + "---|" * len(levels)]
+        for d, decade in enumerate(levels[next(iter(levels))]["per_decade"]):
+            cells = " | ".join(_pct(levels[level]["per_decade"][d]["coverage"]) for level in levels)
+            lines.append(f"| {decade['decade']} | {decade['count']} | {cells} |")
         lines.append("")
     lines += ["![decade confusion](confusion.png)", "", "![MAE per decade](mae_per_decade.png)", "",
               "![true vs predicted](scatter.png)", "", "![signed error](errors.png)", ""]
