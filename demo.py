@@ -9,7 +9,6 @@ then the input must be an aligned face crop like UTKFace's.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import gradio as gr
 import numpy as np

@@ -3,7 +3,7 @@ import tarfile
 import pytest
 
 from agejax import data
-from conftest import MALFORMED, jpeg_bytes, write_archive, write_images
+from conftest import MALFORMED, write_archive, write_images
 
 
 @pytest.mark.parametrize(
@@ -108,12 +108,5 @@ def test_iter_image_bytes_gives_none_for_a_vanished_file(tmp_path, manifest_name
     records = data.scan([folder]).records
     (folder / records[0].member).unlink()
     got = {r.file_name: payload for r, payload in data.iter_image_bytes(records)}
-    assert got[records[0].file_name] is None and got[records[1].file_name] == jpeg_bytes_of(folder, records[1])
-
-
-def jpeg_bytes_of(folder, record):
-    return (folder / record.member).read_bytes()
-
-
-def test_jpeg_fixture_is_a_real_jpeg():
-    assert jpeg_bytes(1)[:2] == b"\xff\xd8"
+    assert got[records[0].file_name] is None
+    assert got[records[1].file_name] == (folder / records[1].member).read_bytes()

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from agejax import cache, configs, pipeline, report, train
+from agejax import cache, configs, report, train
 from agejax.predict import Predictor
 
 
