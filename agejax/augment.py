@@ -38,6 +38,10 @@ class Augment(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
+    def switch_off(self) -> None:
+        """Zero every magnitude: the layer becomes an identity, also in training."""
+        self.max_zoom = self.max_shift = self.max_brightness = self.max_contrast = 0.0
+
     def _uniform(self, batch: int, bound: float, shape: tuple[int, ...] = ()):
         return keras.random.uniform((batch, *shape), -bound, bound, seed=self.seed_generator)
 

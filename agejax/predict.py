@@ -19,6 +19,7 @@ from PIL import Image
 
 from agejax import checkpoint, models, pipeline
 from agejax.configs import TrainConfig
+from agejax.evaluate import interval_half_width
 from agejax.images import to_square_array
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -76,5 +77,5 @@ class Predictor:
         threshold = self.conformal_thresholds.get(level)
         if threshold is None:
             return None
-        half = threshold * (prediction.std if prediction.std is not None else 1.0)
+        half = interval_half_width(threshold, prediction.std, len(prediction.age))
         return prediction.age - half, prediction.age + half

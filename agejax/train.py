@@ -246,8 +246,7 @@ def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root:
         keras.utils.set_random_seed(config.seed)
         model = compiled_model(config, steps_per_epoch=warmup + steps)
         if variant == "no_augmentation":
-            augment = model.get_layer("augment")
-            augment.max_zoom = augment.max_shift = augment.max_brightness = augment.max_contrast = 0.0
+            model.get_layer("augment").switch_off()
         batches = pipeline.ArrayBatches(images, ages, config.batch_size, shuffle=True, seed=config.seed)
         timer = StepTimer()
         model.fit(batches, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)

@@ -65,6 +65,15 @@ def write_archive(path: Path, folder: Path) -> Path:
     return path
 
 
+def save_tiny_checkpoint(folder: Path, head: str = "distribution") -> Path:
+    """An untrained 32 px CNN saved as a checkpoint: real loading and prediction, in seconds."""
+    from agejax import checkpoint, models
+    from agejax.configs import TrainConfig
+
+    checkpoint.save(models.build_model("cnn", head, 32), TrainConfig(head=head, image_size=32), folder, "float16")
+    return folder
+
+
 @pytest.fixture
 def utk_folder(tmp_path, manifest_names) -> Path:
     names = [n for part in split.SPLITS for n in manifest_names[part]]

@@ -12,9 +12,9 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import demo
-from agejax import checkpoint, models
-from agejax.configs import TrainConfig
+from agejax import models
 from agejax.predict import Predictor
+from conftest import save_tiny_checkpoint
 
 
 def free_port() -> int:
@@ -25,8 +25,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpt") / "cnn"
-    checkpoint.save(models.build_model("cnn", "distribution", 32), TrainConfig(image_size=32), folder, "float16")
+    folder = save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "cnn")
     app = demo.build_app({"cnn": Predictor.load(folder)})
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

@@ -4,9 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from agejax import checkpoint, evaluate, models
-from agejax.configs import TrainConfig
-from conftest import jpeg_bytes
+from agejax import evaluate
+from conftest import jpeg_bytes, save_tiny_checkpoint
 
 
 def test_overall_metrics_match_hand_computed_values():
@@ -82,9 +81,7 @@ def test_full_report_has_a_stable_schema():
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
-    folder = tmp_path / "ckpt"
-    checkpoint.save(models.build_model("cnn", "distribution", 32), TrainConfig(image_size=32), folder, "float16")
-    return folder
+    return save_tiny_checkpoint(tmp_path / "ckpt")
 
 
 def test_evaluate_script_on_a_folder_with_a_csv_reports_bad_rows_and_goes_on(tmp_path, tiny_checkpoint, capsys):
@@ -119,9 +116,7 @@ def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_c
     sys.path.insert(0, "scripts")
     import evaluate as evaluate_script
 
-    regression = tmp_path / "regression"
-    checkpoint.save(models.build_model("cnn", "regression", 32), TrainConfig(head="regression", image_size=32),
-                    regression, "int8")
+    regression = save_tiny_checkpoint(tmp_path / "regression", head="regression")
     faces = tmp_path / "faces"
     faces.mkdir()
     for i, age in enumerate((3, 15, 27, 44, 71, 95)):

@@ -60,8 +60,7 @@ def test_distribution_loss_is_lowest_at_the_true_age():
 def test_one_train_step_lowers_the_loss_on_a_fixed_tiny_batch(head):
     model = models.build_model("cnn", head, 32)
     # Switch off the random parts so the step's effect is all that changes the loss.
-    augment = model.get_layer("augment")
-    augment.max_zoom = augment.max_shift = augment.max_brightness = augment.max_contrast = 0.0
+    model.get_layer("augment").switch_off()
     model.get_layer("dropout").rate = 0.0
     # Adam's first steps move every weight by about the learning rate: keep it small.
     model.compile(keras.optimizers.Adam(1e-4), models.loss_for(head))
