@@ -186,6 +186,18 @@ def iter_image_bytes(records: Iterable[Record]) -> Iterator[tuple[Record, bytes 
             yield wanted[member], None
 
 
+def export_files(records: Iterable[Record], folder: str | os.PathLike) -> int:
+    """Writes each record's original file into folder under its UTKFace name; returns the count written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for record, payload in iter_image_bytes(records):
+        if payload is not None:
+            (folder / record.file_name).write_bytes(payload)
+            written += 1
+    return written
+
+
 def read_age_labels(csv_path: str | os.PathLike) -> tuple[dict[str, float], list[Skipped]]:
     """A CSV with columns path,age -> {path: age}; rows with a bad age are skipped and reported."""
     import csv

@@ -5,17 +5,24 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 
-def open_rgb(data: bytes) -> Image.Image:
+def open_rgb(data: bytes, max_side: int | None = None) -> Image.Image:
     """Decodes any PIL-readable image to 8-bit RGB, upright (EXIF orientation applied).
 
     Greyscale, CMYK, palette, 16-bit and alpha images are all converted; for animated
-    files the first frame is used. Raises PIL.UnidentifiedImageError or OSError for
-    data that is not a readable image.
+    files the first frame is used. With max_side, larger images come back downscaled
+    to fit (JPEGs are decoded at reduced size, which is much faster), and
+    ``info["full_size"]`` keeps the upright size before downscaling. Raises
+    PIL.UnidentifiedImageError or OSError for data that is not a readable image.
     """
     with Image.open(io.BytesIO(data)) as image:
+        full_size = image.size
+        if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
+            full_size = full_size[::-1]  # these orientations swap width and height
+        if max_side is not None:
+            image.draft("RGB", (max_side, max_side))
         image.seek(0)
         image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):
@@ -29,7 +36,11 @@ def open_rgb(data: bytes) -> Image.Image:
             rgba = image.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, rgba)
-        return image.convert("RGB")
+        image = image.convert("RGB")
+        if max_side is not None and max(image.size) > max_side:
+            image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        image.info["full_size"] = full_size
+        return image
 
 
 def to_square_array(image: Image.Image, size: int) -> np.ndarray:

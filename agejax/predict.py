@@ -19,6 +19,7 @@ from PIL import Image
 
 from agejax import checkpoint, models, pipeline
 from agejax.configs import TrainConfig
+from agejax.data import MAX_AGE
 from agejax.evaluate import interval_half_width
 from agejax.images import to_square_array
 
@@ -78,4 +79,5 @@ class Predictor:
         if threshold is None:
             return None
         half = interval_half_width(threshold, prediction.std, len(prediction.age))
-        return prediction.age - half, prediction.age + half
+        # Clipping to possible ages keeps coverage and makes the bounds readable.
+        return np.maximum(prediction.age - half, 0.0), np.minimum(prediction.age + half, MAX_AGE)

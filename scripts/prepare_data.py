@@ -2,6 +2,7 @@
 
     python scripts/prepare_data.py --source ../shared/data/utkface/ --size 64
     python scripts/prepare_data.py --source ../shared/data/utkface/ --size --tfds-dir ~/tensorflow_datasets
+    python scripts/prepare_data.py --source ../shared/data/utkface/ --size --export test utk_test/
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     parser.add_argument("--tfds-dir", type=Path,
                         help="also build the TFDS dataset `utkface` (array_record) into this data_dir")
+    parser.add_argument("--export", nargs=2, metavar=("SPLIT", "DIR"),
+                        help="also write one split's original files into DIR (e.g. to score them with "
+                        "scripts/batch_predict.py --aligned)")
     args = parser.parse_args(argv)
+    if args.export and args.export[0] not in split.SPLITS:
+        parser.error(f"--export: split must be one of {', '.join(split.SPLITS)}")
 
     try:
         sources = expand_sources(args.source)
@@ -75,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         build(manual_dir, args.tfds_dir)
         print(f"tfds: built utkface in {time.perf_counter() - start:.1f} s at {args.tfds_dir}; "
               f"read it with tfds.data_source('utkface', data_dir='{args.tfds_dir}')")
+    if args.export:
+        name, folder = args.export
+        count = data.export_files(parts.by_split[name], folder)
+        print(f"export: wrote {count} {name} images to {folder}")
     return 0
 
 

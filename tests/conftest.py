@@ -78,3 +78,31 @@ def save_tiny_checkpoint(folder: Path, head: str = "distribution") -> Path:
 def utk_folder(tmp_path, manifest_names) -> Path:
     names = [n for part in split.SPLITS for n in manifest_names[part]]
     return write_images(tmp_path / "UTKFace", names + list(MALFORMED))
+
+
+def group_photo() -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """A 1280 x 640 photo with three real faces of three sizes, and where each portrait was pasted.
+
+    The portrait is matplotlib's sample photo of Grace Hopper (US Navy, public domain),
+    installed with matplotlib, so the test needs no download and no UTKFace image.
+    """
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("grace_hopper.jpg") as handle:
+        portrait = Image.open(handle).convert("RGB")
+    canvas = Image.new("RGB", (1280, 640), (190, 190, 190))
+    placed = []
+    for (left, top), size in (((330, 20), (512, 600)), ((20, 60), (256, 300)), ((950, 330), (160, 188))):
+        canvas.paste(portrait.resize(size), (left, top))
+        placed.append((left, top, left + size[0], top + size[1]))
+    return canvas, placed
+
+
+def load_script(name: str):
+    """A script under scripts/ as a module, so tests call its main() in process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

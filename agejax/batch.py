@@ -1,0 +1,432 @@
+"""Scoring a directory of images into a CSV: one row per face, streamed, resumable, shardable.
+
+Files are walked in a fixed order, decoded and aligned in worker processes, and
+scored by the model in full batches in the main process. Rows are written in walk
+order and flushed after every batch, so a killed run leaves a valid CSV that
+``resume`` continues. This module imports no JAX or Keras, so the workers start fast.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import io
+import multiprocessing
+import os
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, TextIO
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from agejax import data, images
+
+if TYPE_CHECKING:
+    from agejax.predict import Predictor
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+COLUMNS = ("path", "face", "crop", "left", "top", "right", "bottom", "age", "std", "low90", "high90", "model", "error")
+MAX_DECODE_SIDE = 2048  # larger photos are decoded downscaled; boxes are still in full-size pixels
+NO_FACE = "no face found"
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    index: int  # counts from 0
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """'I/N' with 0 <= I < N."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"shard {text!r} is not I/N, e.g. 0/4") from None
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"shard {text!r}: need 0 <= I < N")
+        return cls(index, count)
+
+    def owns(self, relative_path: str) -> bool:
+        # A hash of the path, not its position, so every machine decides alone and
+        # files added later do not move the others between shards.
+        return zlib.crc32(relative_path.encode("utf-8", "surrogateescape")) % self.count == self.index
+
+
+def walk_images(root: Path) -> Iterator[tuple[str, str]]:
+    """(relative POSIX path, error) for each image file under root, in a fixed sorted order.
+
+    Directory symlinks are followed once; a directory reached again (a symlink loop)
+    is reported with an error instead of being walked forever. Hidden entries and
+    files without an image suffix are ignored.
+    """
+    seen: set[tuple[int, int]] = set()
+
+    def visit(directory: Path, relative: str) -> Iterator[tuple[str, str]]:
+        try:
+            status = directory.stat()
+            key = (status.st_dev, status.st_ino)
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as err:
+            yield relative, f"cannot list directory ({err.strerror or type(err).__name__})"
+            return
+        if key in seen:
+            yield relative, "symlink loop: directory already scanned"
+            return
+        seen.add(key)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = f"{relative}/{entry.name}" if relative else entry.name
+            if "\n" in path or "\r" in path:
+                yield path.encode("unicode_escape").decode("ascii"), "file name contains a line break"
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # e.g. a symlink loop: let the file read report it
+                is_dir = False
+            if is_dir:
+                yield from visit(Path(entry.path), path)
+            elif entry.name.lower().endswith(IMAGE_SUFFIXES):
+                yield path, ""
+
+    yield from visit(Path(root), "")
+
+
+# Worker side: read, decode, find faces.
+
+
+@dataclasses.dataclass
+class FileResult:
+    path: str
+    error: str = ""
+    crops: list[str] = dataclasses.field(default_factory=list)  # "face", "aligned" or "whole"
+    boxes: list[tuple[int, int, int, int]] = dataclasses.field(default_factory=list)  # left, top, right, bottom
+    chips: np.ndarray | None = None  # (faces, size, size, 3) uint8
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadOptions:
+    image_size: int  # the model's input size
+    aligned: bool  # inputs are aligned face crops: no detection
+    whole_if_no_face: bool
+
+
+_aligner = None
+
+
+def _start_worker(aligned: bool) -> None:
+    global _aligner
+    if not aligned:
+        from agejax.faces import FaceAligner
+
+        _aligner = FaceAligner()
+
+
+def read_file(root: Path, relative: str, options: ReadOptions) -> FileResult:
+    """Decodes one file and cuts its face chips; every failure becomes a short error."""
+    result = FileResult(relative)
+    try:
+        payload = (root / relative).read_bytes()
+    except OSError as err:
+        result.error = f"cannot read file ({err.strerror or type(err).__name__})"
+        return result
+    if not payload:
+        result.error = "empty file"
+        return result
+    try:
+        image = images.open_rgb(payload, MAX_DECODE_SIDE)
+    except Image.DecompressionBombError:
+        result.error = "image too large (decompression bomb limit)"
+        return result
+    except UnidentifiedImageError:
+        result.error = "not an image"
+        return result
+    except Exception as err:  # PIL raises many types for damaged files
+        result.error = f"corrupt image ({type(err).__name__}: {str(err)[:80]})"
+        return result
+    full_width, full_height = image.info["full_size"]
+    scale = full_width / image.width
+    size = options.image_size
+    if not options.aligned:
+        faces = _aligner.faces(np.asarray(image))
+        if faces:
+            result.crops = ["face"] * len(faces)
+            result.boxes = [tuple(int(round(v * scale)) for v in face.box) for face in faces]
+            result.chips = np.stack([images.to_square_array(Image.fromarray(face.chip), size) for face in faces])
+            return result
+        if not options.whole_if_no_face:
+            result.error = NO_FACE
+            return result
+    result.crops = ["aligned" if options.aligned else "whole"]
+    result.boxes = [(0, 0, full_width, full_height)]
+    result.chips = images.to_square_array(image, size)[np.newaxis]
+    return result
+
+
+def _read_job(job: tuple[Path, str, str, ReadOptions]) -> FileResult:
+    root, relative, error, options = job
+    if error:
+        return FileResult(relative, error=error)
+    return read_file(root, relative, options)
+
+
+def _in_order(pool, jobs: Iterator, window: int) -> Iterator[FileResult]:
+    """pool results in job order, with at most `window` jobs in flight, so memory stays flat."""
+    in_flight: collections.deque = collections.deque()
+    for job in jobs:
+        in_flight.append(pool.apply_async(_read_job, (job,)))
+        if len(in_flight) >= window:
+            yield in_flight.popleft().get()
+    while in_flight:
+        yield in_flight.popleft().get()
+
+
+# The output CSV.
+
+
+class OutputError(Exception):
+    """The output CSV cannot be used: it exists without resume, or belongs to another model."""
+
+
+def open_output(path: Path, resume: bool, model_name: str) -> tuple[TextIO, set[str]]:
+    """Opens the CSV for appending and returns the paths it already holds.
+
+    With resume, a partial last line from a killed run is cut, and so are the rows of
+    the last path in the file (it may have more faces than were written); that path
+    is scored again.
+    """
+    header = ",".join(COLUMNS) + "\r\n"
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a directory", str(path))
+    if path.exists() and path.stat().st_size > 0:
+        if not resume:
+            raise OutputError(f"{path} exists: pass --resume to continue it, or choose another -o")
+        done, keep_bytes = _completed_rows(path, header, model_name)
+        handle = open(path, "r+", encoding="utf-8", errors="surrogateescape", newline="")
+        handle.truncate(keep_bytes)
+        handle.seek(keep_bytes)
+        return handle, done
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w", encoding="utf-8", errors="surrogateescape", newline="")
+    handle.write(header)
+    handle.flush()
+    return handle, set()
+
+
+def _completed_rows(path: Path, header: str, model_name: str) -> tuple[set[str], int]:
+    done: set[str] = set()
+    with open(path, "rb") as handle:
+        first = handle.readline()
+        if first.decode("utf-8", "replace") != header:
+            raise OutputError(f"{path} is not a CSV written by batch_predict (its header differs)")
+        offset = last_start = len(first)
+        last_path = None
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break  # cut off mid-line by a kill
+            row = next(csv.reader([line.decode("utf-8", "surrogateescape")]))
+            if len(row) != len(COLUMNS):
+                break
+            if row[COLUMNS.index("model")] not in ("", model_name):
+                raise OutputError(f"{path} holds rows of model {row[COLUMNS.index('model')]!r}, not {model_name!r}")
+            if row[0] != last_path:
+                last_path, last_start = row[0], offset
+                done.add(row[0])
+            offset += len(line)
+    if last_path is None:
+        return done, offset
+    done.discard(last_path)
+    return done, last_start
+
+
+def _rows(result: FileResult, ages, stds, lows, highs, model_name: str) -> list[list]:
+    if result.error:
+        return [[result.path, "", "", "", "", "", "", "", "", "", "", model_name, result.error]]
+    rows = []
+    for face, (crop, box) in enumerate(zip(result.crops, result.boxes)):
+        std = "" if stds is None else f"{stds[face]:.2f}"
+        low = "" if lows is None else f"{lows[face]:.1f}"
+        high = "" if highs is None else f"{highs[face]:.1f}"
+        rows.append([result.path, face, crop, *box, f"{ages[face]:.2f}", std, low, high, model_name, ""])
+    return rows
+
+
+# The run.
+
+
+@dataclasses.dataclass
+class Summary:
+    images: int = 0  # files handled in this run, errors included
+    faces: int = 0
+    errors: int = 0  # files with an error other than "no face found"
+    no_face: int = 0
+    skipped: int = 0  # already in the CSV (resume)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = self.images / self.seconds if self.seconds > 0 else 0.0
+        text = (
+            f"images {self.images}, faces {self.faces}, errors {self.errors}, no face {self.no_face}, "
+            f"{rate:.1f} img/s ({self.seconds:.1f} s)"
+        )
+        return text + (f", {self.skipped} already in the CSV" if self.skipped else "")
+
+
+class _BatchScorer:
+    """Collects chips until a batch is full, scores it, and writes finished files' rows in order."""
+
+    def __init__(self, predictor: Predictor, batch_size: int, out: TextIO):
+        self.predictor = predictor
+        self.batch_size = batch_size
+        self.out = out
+        self.waiting: collections.deque[FileResult] = collections.deque()
+        self.chips: list[np.ndarray] = []  # chips not yet scored, in file order
+        self.scores: list[tuple] = []  # (age, std, low, high) per scored chip not yet written
+
+    def add(self, result: FileResult) -> None:
+        self.waiting.append(result)
+        if result.chips is not None:
+            self.chips.extend(result.chips)
+        if len(self.chips) >= self.batch_size:
+            self._score(len(self.chips) // self.batch_size * self.batch_size)
+        elif not self.chips:
+            self._write_finished()  # only errors are waiting
+
+    def finish(self) -> None:
+        if self.chips:
+            self._score(len(self.chips))
+        self._write_finished()
+
+    def _score(self, count: int) -> None:
+        batch = np.stack(self.chips[:count])
+        del self.chips[:count]
+        # Pad to whole batches so every call has the same shape: one compilation, and
+        # each face's score does not depend on how the files were batched or sharded.
+        padding = -count % self.batch_size
+        if padding:
+            batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
+        prediction = self.predictor.predict(batch, batch_size=self.batch_size)
+        interval = self.predictor.interval(prediction, "90")
+        for i in range(count):
+            self.scores.append((
+                prediction.age[i],
+                None if prediction.std is None else prediction.std[i],
+                None if interval is None else interval[0][i],
+                None if interval is None else interval[1][i],
+            ))
+        self._write_finished()
+
+    def _write_finished(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        while self.waiting:
+            result = self.waiting[0]
+            faces = 0 if result.chips is None else len(result.chips)
+            if faces > len(self.scores):
+                break
+            scores, self.scores = self.scores[:faces], self.scores[faces:]
+            columns = list(zip(*scores)) if scores else [[], [], [], []]
+            ages, stds, lows, highs = (None if c and c[0] is None else c for c in columns)
+            writer.writerows(_rows(result, ages, stds, lows, highs, self.predictor.name))
+            self.waiting.popleft()
+        if buffer.tell():
+            self.out.write(buffer.getvalue())
+            self.out.flush()
+
+
+def run(
+    root: Path,
+    out: TextIO,
+    predictor: Predictor,
+    *,
+    aligned: bool = False,
+    whole_if_no_face: bool = False,
+    batch_size: int = 64,
+    done: set[str] | None = None,
+    shard: Shard | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Scores every image under root into `out` (a CSV opened by open_output)."""
+    done = done or set()
+    summary = Summary()
+    options = ReadOptions(predictor.image_size, aligned, whole_if_no_face)
+    root = Path(root)
+
+    def jobs() -> Iterator[tuple[Path, str, str, ReadOptions]]:
+        for relative, error in walk_images(root):
+            if shard is not None and not shard.owns(relative):
+                continue
+            if relative in done:
+                summary.skipped += 1
+                continue
+            yield root, relative, error, options
+
+    scorer = _BatchScorer(predictor, batch_size, out)
+    workers = workers or min(os.cpu_count() or 1, 8)
+    start = time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # the main process runs JAX, which must not fork
+    with context.Pool(workers, initializer=_start_worker, initargs=(aligned,)) as pool, tqdm(
+        unit="img", file=sys.stderr, disable=not progress, smoothing=0.1
+    ) as bar:
+        for result in _in_order(pool, jobs(), window=2 * batch_size + 4 * workers):
+            summary.images += 1
+            summary.faces += 0 if result.chips is None else len(result.chips)
+            summary.no_face += result.error == NO_FACE
+            summary.errors += bool(result.error) and result.error != NO_FACE
+            scorer.add(result)
+            bar.update()
+        scorer.finish()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+# Labelled inputs: MAE and the decade confusion through the evaluation code.
+
+
+def labelled_rows(csv_path: Path, labels: dict[str, float] | None = None) -> dict[str, np.ndarray] | None:
+    """True and predicted ages of the labelled images in a batch CSV (the first, largest face of each).
+
+    Labels come from a path,age mapping, or else from UTKFace file names. None when no row is labelled.
+    """
+    true, predicted, stds, genders, races = [], [], [], [], []
+    with open(csv_path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        for row in csv.DictReader(handle):
+            if row["face"] != "0" or not row["age"]:
+                continue
+            gender = race = -1
+            if labels is not None:
+                age = labels.get(str(PurePosixPath(row["path"])))
+                if age is None:
+                    continue
+            else:
+                try:
+                    parsed = data.parse_name(row["path"])
+                except data.MalformedName:
+                    continue
+                age, gender, race = parsed.age, parsed.gender, parsed.race
+            true.append(age)
+            predicted.append(float(row["age"]))
+            stds.append(float(row["std"]) if row["std"] else np.nan)
+            genders.append(gender)
+            races.append(race)
+    if not true:
+        return None
+    return {
+        "true": np.array(true, np.float64),
+        "predicted": np.array(predicted),
+        "std": None if np.isnan(stds).any() else np.array(stds),
+        "genders": None if labels is not None else np.array(genders),
+        "races": None if labels is not None else np.array(races),
+    }
+
+
+def normalized_labels(labels: dict[str, float]) -> dict[str, float]:
+    """A labels CSV's paths in the form the batch CSV writes them (POSIX, relative, no ./)."""
+    return {str(PurePosixPath(path.replace(os.sep, "/"))): age for path, age in labels.items()}
