@@ -18,7 +18,7 @@ import numpy as np
 CHIP_SIZE = 200  # UTKFace's chip size
 CHIP_PADDING = 0.18  # best match to UTKFace chips in scripts/check_alignment.py (dlib C++ default: 0.2)
 MAX_DETECT_SIDE = 1600  # larger photos are downscaled for detection only
-UPSAMPLE_BELOW = 800  # smaller photos are upsampled once, so small faces are found
+UPSAMPLE_BELOW = 600  # smaller photos are upsampled once, so faces under 80 px are found
 
 
 @dataclasses.dataclass
