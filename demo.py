@@ -268,11 +268,12 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
         with gr.Tab("Estimate"):
             with gr.Row():
                 with gr.Column():
-                    photo = ImageUpload(type="filepath", label="photo", sources=["upload", "webcam", "clipboard"])
+                    photo = ImageUpload(type="filepath", label="photo", sources=["upload", "webcam", "clipboard"],
+                                        elem_id="estimate-photo")
                     model = gr.Radio(choices, value=names[0], label="model")
                     aligned = gr.Checkbox(label="Already an aligned face crop (like UTKFace): skip detection")
                     whole = gr.Checkbox(label="Score the whole image when no face is found")
-                    button = gr.Button("Estimate ages", variant="primary")
+                    button = gr.Button("Estimate ages", variant="primary", elem_id="estimate-button")
                 with gr.Column():
                     annotated = gr.Image(label="faces and ages", type="pil", interactive=False, format="jpeg")
                     message = gr.Markdown(elem_id="estimate-message")

@@ -16,6 +16,7 @@ from PIL import Image
 
 import demo
 from agejax import batch
+from browser import CHROMIUM, Browser
 from conftest import REPO, group_photo
 
 
@@ -149,3 +150,28 @@ def test_the_report_and_about_tabs_show_every_model_and_the_references(server):
         assert f"agejax {demo.LABELS[name]}" in text
     assert "8.58" in text and "6.72" in text and "36.0" in text  # the earlier projects' figures
     assert "misses women's ages by" in text and "non-commercial research" in text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
+def test_a_real_browser_uploads_a_photo_and_reads_the_ages(server, tmp_path):
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(server[0])
+        browser.wait_for("document.querySelector('#estimate-photo input[type=file]') !== null")
+        browser.set_file("#estimate-photo input[type=file]", REPO / "examples" / "group.jpg")
+        browser.wait_for("document.querySelector('#estimate-photo img') !== null")  # the upload has landed
+        browser.evaluate("document.querySelector('#estimate-button').click()")
+        cells = browser.wait_for(
+            "(c => c.length >= 15 && c)([...document.querySelectorAll('#faces-table [role=gridcell]')]"
+            ".map(td => td.innerText.trim()).filter(text => text !== ''))"
+        )
+        message = browser.evaluate("document.querySelector('#estimate-message').innerText")
+        browser.screenshot(tmp_path / "estimate.png")
+    finally:
+        browser.close()
+    assert message.startswith("Found 3 faces")
+    rows = [cells[i : i + 5] for i in range(0, 15, 5)]
+    assert [row[0] for row in rows] == ["0", "1", "2"]
+    assert all(0 <= float(row[1]) <= 116 for row in rows)  # the ages, as the page shows them
+    with Image.open(tmp_path / "estimate.png") as shot:
+        assert shot.format == "PNG" and shot.width >= 1000
