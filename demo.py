@@ -41,16 +41,21 @@ REFERENCES = [
 ]
 
 
-class ImageUpload(gr.Image):
-    """gr.Image that passes any upload on as a file path, so unreadable files get our message, not a trace."""
+def lenient_image_input(**kwargs) -> gr.Image:
+    """A gr.Image input that passes any upload on as a file path, so an unreadable file gets our
+    message rather than Gradio's error. (Wrapping, not subclassing: a gr.Image subclass makes
+    Gradio write a .pyi file next to this one at import.)"""
+    image = gr.Image(type="filepath", **kwargs)
+    strict_preprocess = image.preprocess
 
-    is_template = True  # rendered by the front end's Image component
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return strict_preprocess(payload)
         except Exception:
             return None if payload is None else str(payload.path)
+
+    image.preprocess = preprocess
+    return image
 
 
 def available_models() -> dict[str, Predictor]:
@@ -202,7 +207,8 @@ def metrics_table(reports: dict[str, dict]) -> str:
                      "same frozen test split |")
     for model, mae, split_name in REFERENCES:
         lines.append(f"| {model} | {mae} | | | | {split_name} |")
-    lines += ["", "agejax rows: `python scripts/evaluate.py --model NAME` (written to `checkpoints/NAME/report/`). "
+    lines += ["", "agejax rows: `checkpoints/NAME/report/`, written by `scripts/export_checkpoint.py` and "
+              "re-measured by `python scripts/evaluate.py --model NAME`. "
               "Peer row: `python benchmarks/batch_speed.py --source ../shared/data/utkface/`. "
               "The last rows are quoted from earlier projects on other splits, so compare them loosely."]
     return "\n".join(lines)
@@ -268,8 +274,8 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
         with gr.Tab("Estimate"):
             with gr.Row():
                 with gr.Column():
-                    photo = ImageUpload(type="filepath", label="photo", sources=["upload", "webcam", "clipboard"],
-                                        elem_id="estimate-photo")
+                    photo = lenient_image_input(label="photo", sources=["upload", "webcam", "clipboard"],
+                                                elem_id="estimate-photo")
                     model = gr.Radio(choices, value=names[0], label="model")
                     aligned = gr.Checkbox(label="Already an aligned face crop (like UTKFace): skip detection")
                     whole = gr.Checkbox(label="Score the whole image when no face is found")

@@ -35,6 +35,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 COLUMNS = ("path", "face", "crop", "left", "top", "right", "bottom", "age", "std", "low90", "high90", "model", "error")
 MAX_DECODE_SIDE = 2048  # larger photos are decoded downscaled; boxes are still in full-size pixels
 NO_FACE = "no face found"
+FILE_TIMEOUT = 300  # seconds one file may take in a worker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,12 +185,20 @@ def _read_job(job: tuple[Path, str, str, ReadOptions]) -> FileResult:
 def _in_order(pool, jobs: Iterator, window: int) -> Iterator[FileResult]:
     """pool results in job order, with at most `window` jobs in flight, so memory stays flat."""
     in_flight: collections.deque = collections.deque()
+
+    def oldest() -> FileResult:
+        relative, pending = in_flight.popleft()
+        try:
+            return pending.get(timeout=FILE_TIMEOUT)
+        except multiprocessing.TimeoutError:  # a worker that died never answers
+            return FileResult(relative, error=f"no result within {FILE_TIMEOUT} s (the worker crashed or hung)")
+
     for job in jobs:
-        in_flight.append(pool.apply_async(_read_job, (job,)))
+        in_flight.append((job[1], pool.apply_async(_read_job, (job,))))
         if len(in_flight) >= window:
-            yield in_flight.popleft().get()
+            yield oldest()
     while in_flight:
-        yield in_flight.popleft().get()
+        yield oldest()
 
 
 # The output CSV.

