@@ -31,6 +31,7 @@ PEER_RESULTS = HERE / "benchmarks" / "results" / "batch_speed.json"
 MAX_UPLOAD = "20mb"
 DISPLAY_SIDE = 1280  # the annotated photo is shown at most this large
 MAX_BATCH_FILES = 200
+MAX_BATCH = 16  # faces per model call in the Estimate tab (the queue's batches)
 LABELS = {"cnn": "CNN", "resnet50": "ResNet50"}
 TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)"]
 # Figures of earlier UTKFace projects, each on its own split (quoted, not re-measured).
@@ -59,10 +60,14 @@ def lenient_image_input(**kwargs) -> gr.Image:
 
 
 def available_models() -> dict[str, Predictor]:
-    """The shipped checkpoints, loaded once and compiled for the demo's batch shape."""
+    """The shipped checkpoints, loaded once and compiled for every batch shape the demo uses."""
     predictors = {name: Predictor.load(name) for name in SHIPPED if (CHECKPOINTS / name / "weights.npz").exists()}
     for predictor in predictors.values():
-        predictor.predict(np.zeros((16, predictor.image_size, predictor.image_size, 3), np.uint8), batch_size=16)
+        for count in range(1, MAX_BATCH + 1):
+            size = batch.bucket_size(count, MAX_BATCH)
+            if size == count:
+                faces = np.zeros((size, predictor.image_size, predictor.image_size, 3), np.uint8)
+                predictor.predict(faces, batch_size=size)
     return predictors
 
 
@@ -140,7 +145,7 @@ def make_estimate(predictors: dict[str, Predictor]):
             predictor = predictors[name]
             options = batch.ReadOptions(predictor.image_size, aligned, whole)
             results = [batch.read_file(Path(paths[i]).parent, Path(paths[i]).name, options) for i in members]
-            for i, rows in zip(members, batch.score_files(results, predictor)):
+            for i, rows in zip(members, batch.score_files(results, predictor, MAX_BATCH)):
                 size = None
                 if not rows[0]["error"]:
                     images[i] = draw_faces(paths[i], rows)
@@ -292,7 +297,7 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                 inputs=[photo, aligned], cache_examples=False, label="examples (credits in the About tab)",
             )
             button.click(make_estimate(predictors), [photo, model, aligned, whole], [annotated, table, message],
-                         api_name="estimate", batch=True, max_batch_size=16)
+                         api_name="estimate", batch=True, max_batch_size=MAX_BATCH)
         with gr.Tab("Batch"):
             gr.Markdown(f"Score up to {MAX_BATCH_FILES} images at once; the table is also a CSV to download. "
                         "For whole folders use `python scripts/batch_predict.py DIR/`, which writes the same CSV.")

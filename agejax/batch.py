@@ -278,6 +278,7 @@ def _predict_padded(predictor: Predictor, chips: np.ndarray, batch_size: int) ->
     """
     count = len(chips)
     padding = -count % batch_size
+    chips = np.asarray(chips)
     if padding:
         chips = np.concatenate([chips, np.zeros((padding, *chips.shape[1:]), chips.dtype)])
     prediction = predictor.predict(chips, batch_size=batch_size)
@@ -293,10 +294,20 @@ def _predict_padded(predictor: Predictor, chips: np.ndarray, batch_size: int) ->
     ]
 
 
-def score_files(results: list[FileResult], predictor: Predictor, batch_size: int = 16) -> list[list[dict]]:
+def bucket_size(count: int, largest: int) -> int:
+    """The padded batch for `count` faces: the next power of two, then multiples of `largest`.
+
+    A few fixed shapes compile once each, and one face does not pay for a full batch.
+    """
+    if count >= largest:
+        return largest
+    return 1 << max(0, count - 1).bit_length()
+
+
+def score_files(results: list[FileResult], predictor: Predictor, largest_batch: int = 16) -> list[list[dict]]:
     """Scores several read files in one model call: per file, its CSV rows as dicts of strings keyed by COLUMNS."""
     chips = [chip for result in results if result.chips is not None for chip in result.chips]
-    scores = _predict_padded(predictor, np.stack(chips), batch_size) if chips else []
+    scores = _predict_padded(predictor, np.stack(chips), bucket_size(len(chips), largest_batch)) if chips else []
     per_file = []
     for result in results:
         faces = 0 if result.chips is None else len(result.chips)

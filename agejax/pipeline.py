@@ -68,6 +68,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
 
 def predict_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 128, verbose: int = 0) -> np.ndarray:
-    """Model outputs for every image, in order, whatever the device count."""
-    batches = ArrayBatches(images, batch_size=batch_size)
+    """Model outputs for every image, in order, whatever the device count and batch size."""
+    devices = jax.device_count()
+    batches = ArrayBatches(images, batch_size=math.ceil(batch_size / devices) * devices)
     return np.asarray(model.predict(batches, verbose=verbose))[: len(images)]

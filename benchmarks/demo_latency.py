@@ -5,7 +5,8 @@
 Starts demo.py on a free port (and reports how long it takes to be ready), then for
 each shipped model sends one 640 px photo with one face: sequentially (median and p90
 latency from request to response), and from 10 concurrent clients (the queue batches
-their requests). Writes benchmarks/results/demo_latency.json.
+their requests). First it measures Gradio's own floor on this machine: an app with the
+same inputs and outputs that does no work. Writes benchmarks/results/demo_latency.json.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int) -> tuple[subprocess.Popen, float]:
+def start_server(port: int, command: list[str]) -> tuple[subprocess.Popen, float]:
     start = time.perf_counter()
-    server = subprocess.Popen([sys.executable, str(REPO / "demo.py"), "--port", str(port)], cwd=REPO,
+    server = subprocess.Popen([sys.executable, *command, "--port", str(port)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     while True:
@@ -50,6 +51,22 @@ def start_server(port: int) -> tuple[subprocess.Popen, float]:
         if server.poll() is not None or time.perf_counter() - start > 180:
             raise RuntimeError("demo.py did not start")
         time.sleep(0.2)
+
+
+def serve_floor(port: int) -> None:
+    """A do-nothing app with the Estimate endpoint's inputs and outputs: Gradio's own share of the latency."""
+    import gradio as gr
+
+    with gr.Blocks() as app:
+        photo, model, aligned, whole = gr.Image(type="filepath"), gr.Radio(["cnn"]), gr.Checkbox(), gr.Checkbox()
+        outputs = [gr.Image(type="pil", format="jpeg"), gr.Dataframe(headers=["face", "age"]), gr.Markdown()]
+
+        def echo(paths, *_):
+            return [[Image.open(p).convert("RGB") for p in paths], [[[0, 30.0]]] * len(paths), ["ok"] * len(paths)]
+
+        gr.Button().click(echo, [photo, model, aligned, whole], outputs, api_name="estimate", batch=True,
+                          max_batch_size=16)
+    app.queue().launch(server_name="127.0.0.1", server_port=port, quiet=True)
 
 
 def timed_call(client: Client, photo: Path, model: str) -> float:
@@ -66,17 +83,43 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=30, help="sequential calls per model (default 30)")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--calls-per-client", type=int, default=5)
+    parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_server:
+        serve_floor(args.port)
+        return 0
 
-    photo = Path(tempfile.mkdtemp()) / "photo.jpg"
+    # One photo per client, each a pixel different: real users send different photos, and
+    # identical outputs would share one cached file that Gradio rewrites while others read it.
+    folder = Path(tempfile.mkdtemp())
     portrait = Image.open(REPO / "examples" / "grace_hopper.jpg")
-    portrait.resize((round(portrait.width * 640 / portrait.height), 640)).save(photo, quality=90)
+    portrait = portrait.resize((round(portrait.width * 640 / portrait.height), 640))
+    photos = []
+    for k in range(args.clients):
+        portrait.putpixel((k, 0), (k, k, k))
+        photos.append(folder / f"photo{k}.jpg")
+        portrait.save(photos[-1], quality=90)
+    photo = photos[0]
+
+    # Gradio's floor first: the same endpoint shape with no work behind it.
+    port = free_port()
+    floor_server, _ = start_server(port, [__file__, "--floor-server"])
+    try:
+        floor_client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        floor = [timed_call(floor_client, photo, "cnn") for _ in range(5 + args.calls)][5:]
+    finally:
+        floor_server.terminate()
+        floor_server.wait(timeout=30)
+    floor_ms = 1000 * statistics.median(floor)
+    print(f"Gradio floor (same inputs and outputs, no work): median {floor_ms:.1f} ms")
 
     port = free_port()
-    server, ready_s = start_server(port)
+    server, ready_s = start_server(port, [str(REPO / "demo.py")])
     url = f"http://127.0.0.1:{port}/"
     results = {"command": "python benchmarks/demo_latency.py", "ready_seconds": round(ready_s, 1),
-               "photo": f"{Image.open(photo).width} x 640 px, one face", "models": {}}
+               "photo": f"{Image.open(photo).width} x 640 px, one face",
+               "gradio_floor_median_ms": round(floor_ms, 1), "models": {}}
     print(f"demo.py ready in {ready_s:.1f} s; photo {results['photo']}")
     try:
         client = Client(url, verbose=False)
@@ -89,12 +132,12 @@ def main() -> int:
             sequential = [timed_call(client, photo, model) for _ in range(args.calls)]
             clients = [Client(url, verbose=False) for _ in range(args.clients)]
 
-            def one_client(c: Client) -> list[float]:
-                return [timed_call(c, photo, model) for _ in range(args.calls_per_client)]
+            def one_client(c: Client, own_photo: Path) -> list[float]:
+                return [timed_call(c, own_photo, model) for _ in range(args.calls_per_client)]
 
             start = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-                concurrent_latencies = [t for ts in pool.map(one_client, clients) for t in ts]
+                concurrent_latencies = [t for ts in pool.map(one_client, clients, photos) for t in ts]
             wall = time.perf_counter() - start
             alone_ms = 1000 * statistics.median(sequential)
             row = {

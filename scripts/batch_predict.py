@@ -55,7 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="score only shard I of N (I from 0), chosen by a hash of each path")
     parser.add_argument("--labels", type=Path, help="CSV with columns path,age (paths relative to DIR): "
                         "print the MAE and write a report; UTKFace file names are used without it")
-    parser.add_argument("--workers", type=int, default=None, help="decode/detect processes (default: CPU count; 0 reads in the main process)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decode/detect processes (default: the CPU count; 0 reads in the main process)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not args.directory.is_dir():

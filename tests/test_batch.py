@@ -229,3 +229,7 @@ def test_aligned_utkface_test_split_reaches_the_reported_mae(tmp_path, capsys):
     assert all(0 <= float(r["low90"]) <= float(r["age"]) <= float(r["high90"]) <= 116 for r in rows)
     covered = np.mean([float(r["low90"]) <= data.parse_name(r["path"]).age <= float(r["high90"]) for r in rows])
     assert 0.87 <= covered <= 0.93  # the 90 % interval, calibrated on validation, holds on test
+
+
+def test_bucket_sizes_are_powers_of_two_up_to_the_largest_batch():
+    assert [batch.bucket_size(n, 16) for n in (1, 2, 3, 4, 5, 8, 9, 16, 17, 40)] == [1, 2, 4, 4, 8, 8, 16, 16, 16, 16]
