@@ -200,6 +200,15 @@ def read_report(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def training_summary(name: str) -> str:
+    """How the shipped checkpoint was trained, from its metrics.json."""
+    metrics = json.loads((CHECKPOINTS / name / "metrics.json").read_text())
+    config = metrics["config"]
+    return (f"{metrics['model']}: {metrics['parameters']:,} parameters, {config['epochs']} epochs from scratch on "
+            f"{metrics['devices'].split(',')[0]}, best epoch {metrics['best_epoch']} by validation MAE "
+            f"{metrics['val_mae']:.2f}.")
+
+
 def metrics_table(reports: dict[str, dict]) -> str:
     lines = ["| model | test MAE (years) | RMSE | CS@5 | bias | split |", "|---|---|---|---|---|---|"]
     for name, report in reports.items():
@@ -319,7 +328,7 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
             gr.Markdown("### Test-split accuracy\n" + metrics_table(reports))
             for name, report in reports.items():
                 folder = CHECKPOINTS / name / "report"
-                gr.Markdown(f"### {LABELS.get(name, name)}")
+                gr.Markdown(f"### {LABELS.get(name, name)}\n{training_summary(name)}")
                 with gr.Row():
                     gr.Image(str(folder / "confusion.png"), label="decade confusion (rows: true decade)",
                              interactive=False)
