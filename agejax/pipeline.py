@@ -17,12 +17,25 @@ import keras
 import numpy as np
 
 
+def on_accelerator(images: np.ndarray) -> np.ndarray | jax.Array:
+    """The images in accelerator memory, where batches are then gathered without a host copy.
+
+    On a CPU they stay where they are: host memory is already the device's memory.
+    """
+    if jax.default_backend() == "cpu":
+        return images
+    return jax.device_put(images)
+
+
 class ArrayBatches(keras.utils.PyDataset):
-    """Batches of (images, ages, weights), or of images alone when ages is None."""
+    """Batches of (images, ages, weights), or of images alone when ages is None.
+
+    images is a NumPy array (or memory map) or a jax.Array already on the device.
+    """
 
     def __init__(
         self,
-        images: np.ndarray,
+        images: np.ndarray | jax.Array,
         ages: np.ndarray | None = None,
         batch_size: int = 64,
         shuffle: bool = False,
@@ -57,7 +70,9 @@ class ArrayBatches(keras.utils.PyDataset):
         if pad:
             rows = np.concatenate([rows, np.repeat(rows[-1:], pad)])
             weights[-pad:] = 0.0
-        images = np.asarray(self.images[rows])
+        images = self.images[rows]  # a jax.Array is gathered on its device
+        if isinstance(images, np.ndarray):
+            images = np.asarray(images)  # a plain array, not a memory-map slice
         if self.ages is None:
             return (images,)
         return images, self.ages[rows], weights

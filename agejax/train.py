@@ -12,7 +12,9 @@ A run directory holds everything a run writes:
     metrics.json     validation and test MAE of model.keras, run facts
 
 Rerunning the same command on the same run directory resumes from the last
-completed epoch, so an interruption loses at most one epoch.
+completed epoch, so an interruption loses at most one epoch. With a time limit
+(``stop_after_s``) a run ends cleanly at the last epoch end that fits and is
+resumed by the next call: this is how a run survives a 10-minute GPU call.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import resource
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -105,6 +109,40 @@ class LogLearningRate(keras.callbacks.Callback):
         logs["learning_rate"] = float(np.asarray(rate))
 
 
+class ElapsedTime(keras.callbacks.Callback):
+    """Logs wall-clock seconds since the run started (data loading and compilation included),
+    summed over every session of a resumed run."""
+
+    def __init__(self, history_path: Path, session_start: float):
+        super().__init__()
+        rows = report.read_history(history_path) if history_path.exists() else []
+        self.earlier_sessions = float(rows[-1].get("elapsed_s", 0.0)) if rows else 0.0
+        self.session_start = session_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["elapsed_s"] = round(self.earlier_sessions + time.perf_counter() - self.session_start, 1)
+
+
+class StopBeforeDeadline(keras.callbacks.Callback):
+    """Ends training at an epoch end when another epoch would not finish before the deadline."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline  # a time.perf_counter() value
+        self.longest_epoch = 0.0
+        self.stopped = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.longest_epoch = max(self.longest_epoch, now - self.epoch_start)
+        if epoch + 1 < self.params["epochs"] and now + self.longest_epoch > self.deadline:
+            self.model.stop_training = True
+            self.stopped = True
+
+
 class PlotCurves(keras.callbacks.Callback):
     def __init__(self, run_dir: Path, title: str):
         super().__init__()
@@ -115,7 +153,10 @@ class PlotCurves(keras.callbacks.Callback):
 
 
 def git_commit() -> str:
-    """The commit of the code that trains, with '-dirty' if it has uncommitted changes."""
+    """The commit of the code that trains, with '-dirty' if it has uncommitted changes.
+
+    A copy without .git (the GPU machine's) reads it from AGEJAX_GIT_COMMIT instead.
+    """
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
@@ -126,7 +167,7 @@ def git_commit() -> str:
             cwd=root, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("AGEJAX_GIT_COMMIT", "unknown")
     return commit + ("-dirty" if dirty else "")
 
 
@@ -151,10 +192,18 @@ def train(
     run_dir: Path,
     cache_root: Path = cache.DEFAULT_ROOT,
     verbose: int | str = "auto",
+    stop_after_s: float | None = None,
 ) -> dict:
-    """Trains (or resumes) a run and writes model.keras and metrics.json into run_dir."""
+    """Trains (or resumes) a run and writes model.keras and metrics.json into run_dir.
+
+    With stop_after_s, training stops at the last epoch end that fits in that many
+    seconds from now; the result then has "finished": False and rerunning resumes.
+    """
+    session_start = time.perf_counter()
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, config)
+    if (run_dir / "metrics.json").exists():  # finished earlier: nothing left to do
+        return json.loads((run_dir / "metrics.json").read_text())
     commit_file = run_dir / "git_commit.txt"  # the code that started the run, kept across resumes
     if not commit_file.exists():
         commit_file.write_text(git_commit() + "\n")
@@ -164,30 +213,46 @@ def train(
     val_arrays = cache.load_split("val", config.image_size, cache_root)
 
     train_batches = pipeline.ArrayBatches(
-        train_arrays.images, train_arrays.ages, config.batch_size, shuffle=True, seed=config.seed
+        pipeline.on_accelerator(train_arrays.images), train_arrays.ages, config.batch_size,
+        shuffle=True, seed=config.seed,
     )
     val_batches = pipeline.ArrayBatches(val_arrays.images, val_arrays.ages, config.batch_size)
     model = compiled_model(config, len(train_batches))
     title = f"{config.backbone} ({config.head} head, {config.image_size}px)"
+    deadline = StopBeforeDeadline(session_start + (math.inf if stop_after_s is None else stop_after_s))
     callbacks = [
         LogLearningRate(),
+        ElapsedTime(run_dir / "history.csv", session_start),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         BestCheckpoint(run_dir),
         PlotCurves(run_dir, title),
-        # Last, so everything above is on disk before an epoch counts as done.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        deadline,
+        # Last, so everything above is on disk before an epoch counts as done. Kept after
+        # a deadline stop (the next call resumes from it), removed once the run is done.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
     ]
     start = time.perf_counter()
     model.fit(
         train_batches, validation_data=val_batches, epochs=config.epochs, callbacks=callbacks, verbose=verbose
     )
     train_seconds = time.perf_counter() - start
+    history = report.read_history(run_dir / "history.csv")
+    if deadline.stopped:
+        return {
+            "finished": False,
+            "epochs_done": len(history),
+            "epochs": config.epochs,
+            "elapsed_s": history[-1].get("elapsed_s"),
+            "message": f"stopped before the time limit after epoch {len(history)}; rerun the same command to resume",
+        }
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
 
     model.load_weights(run_dir / "best.weights.h5")
     model.save(run_dir / "model.keras", include_optimizer=False)
     best = json.loads((run_dir / "best.json").read_text())
     test_arrays = cache.load_split("test", config.image_size, cache_root)
     metrics = {
+        "finished": True,
         "model": title,
         "config": dataclasses.asdict(config),
         "best_epoch": best["epoch"],
@@ -198,6 +263,9 @@ def train(
         "git_commit": commit_file.read_text().strip(),
         "devices": device_info,
         "train_seconds_last_session": round(train_seconds, 1),
+        # Wall clock over all sessions, compilation included, up to the chosen epoch and in all.
+        "elapsed_s_to_best_epoch": history[best["epoch"] - 1].get("elapsed_s"),
+        "elapsed_s": history[-1].get("elapsed_s"),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -228,10 +296,26 @@ def forward_flops_per_image(model: keras.Model, image_size: int) -> float:
     return float(analysis["flops"]) / len(images)
 
 
-def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root: Path = cache.DEFAULT_ROOT) -> dict:
-    """Times train steps with and without augmentation, in one process, after warm-up.
+class CycledBatches(keras.utils.PyDataset):
+    """Any number of steps from a sequence of batches, starting over at its end."""
 
-    Uses the cached train split when it exists, random images otherwise.
+    def __init__(self, batches, steps: int):
+        super().__init__()
+        self.batches, self.steps = batches, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        return self.batches[index % len(self.batches)]
+
+
+def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root: Path = cache.DEFAULT_ROOT) -> dict:
+    """Times train steps on real augmented data against one on-device batch without augmentation.
+
+    Both run in one process, timed after warm-up. Real data is the cached train split,
+    in accelerator memory and reshuffled as in training (random images without a cache).
+    The ratio of their median step times shows what the input pipeline costs.
     """
     device_info = setup_devices()
     try:
@@ -241,27 +325,34 @@ def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root:
         images = np.random.default_rng(0).integers(0, 255, (2048, config.image_size, config.image_size, 3), np.uint8)
         data_source = "random images (no cache)"
     ages = np.random.default_rng(0).integers(1, 90, len(images))
+    batches = pipeline.ArrayBatches(
+        pipeline.on_accelerator(images), ages, config.batch_size, shuffle=True, seed=config.seed
+    )
     results = {"config": dataclasses.asdict(config), "devices": device_info, "data": data_source}
-    for variant in ("augmented", "no_augmentation"):
+    for variant in ("augmented", "on_device_no_augmentation"):
         keras.utils.set_random_seed(config.seed)
         model = compiled_model(config, steps_per_epoch=warmup + steps)
-        if variant == "no_augmentation":
+        if variant == "on_device_no_augmentation":
             model.get_layer("augment").switch_off()
-        batches = pipeline.ArrayBatches(images, ages, config.batch_size, shuffle=True, seed=config.seed)
+            # One batch already in device memory, served every step: the input pipeline's floor.
+            data = CycledBatches([tuple(jax.device_put(part) for part in batches[0])], warmup + steps)
+        else:
+            data = CycledBatches(batches, warmup + steps)
         timer = StepTimer()
-        model.fit(batches, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
+        model.fit(data, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
         step = float(np.median(timer.times[warmup:]))
         results[variant] = {
+            "timed_steps": len(timer.times) - warmup,
             "first_step_s": round(timer.times[0], 2),
             "compile_s_estimate": round(timer.times[0] - step, 2),
-            "median_step_ms": round(step * 1000, 1),
+            "median_step_ms": round(step * 1000, 2),
             "images_per_s": round(config.batch_size / step, 1),
         }
     flops = forward_flops_per_image(model, config.image_size)
     results["forward_gflops_per_image"] = round(flops / 1e9, 3)
     # A train step costs about 3 forward passes (forward, and backward for inputs and weights).
     results["train_tflops_per_s"] = round(3 * flops * results["augmented"]["images_per_s"] / 1e12, 4)
-    results["augmented_over_plain_step_ratio"] = round(
-        results["augmented"]["median_step_ms"] / results["no_augmentation"]["median_step_ms"], 3
+    results["augmented_over_on_device_step_ratio"] = round(
+        results["augmented"]["median_step_ms"] / results["on_device_no_augmentation"]["median_step_ms"], 3
     )
     return results

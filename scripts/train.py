@@ -3,6 +3,10 @@
     python scripts/train.py --preset cnn_cpu --run-dir runs/cnn
     python scripts/train.py --backbone resnet50 --image-size 64 --epochs 5 --run-dir runs/r50
     python scripts/train.py --preset cnn_cpu --benchmark     # img/s, step-time medians, compile time
+    python scripts/train.py --preset resnet50_gpu --run-dir runs/r50 --stop-after 540
+
+With --stop-after SECONDS training ends at the last epoch end that fits, exits with
+status 3 and resumes when rerun; a finished run exits with 0.
 
 On CPU it spreads each batch over 2 virtual devices (data parallel). Build the
 cache first: python scripts/prepare_data.py --source <UTKFace> --size <image size>
@@ -25,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agejax import cache, configs  # noqa: E402
 
+EXIT_UNFINISHED = 3  # stopped at --stop-after; rerun to resume
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--benchmark", action="store_true",
                         help="time train steps (median after warm-up, with and without augmentation) instead of training")
     parser.add_argument("--steps", type=int, default=20, help="timed steps in --benchmark mode (default 20)")
+    parser.add_argument("--stop-after", type=float, metavar="SECONDS",
+                        help="stop cleanly before this many seconds have passed; rerun to resume")
     parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT)
     args = parser.parse_args(argv)
     if not args.benchmark and args.run_dir is None:
@@ -54,20 +62,22 @@ def main(argv: list[str] | None = None) -> int:
         f.name: getattr(args, f.name) for f in dataclasses.fields(config) if getattr(args, f.name) is not None
     }
     config = dataclasses.replace(config, **overrides)
-    print(config.to_json(), end="")
 
     from agejax import train  # imports JAX, after XLA_FLAGS is set
 
     try:
-        if args.benchmark:
+        if args.benchmark:  # stdout is one JSON document, the config included
             metrics = train.benchmark(config, args.steps, cache_root=args.cache_root)
         else:
-            metrics = train.train(config, args.run_dir, args.cache_root)
+            print(config.to_json(), end="")
+            # A progress bar only on a terminal; a log file gets one line per epoch.
+            verbose = "auto" if sys.stdout.isatty() else 2
+            metrics = train.train(config, args.run_dir, args.cache_root, verbose, stop_after_s=args.stop_after)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2))
-    return 0
+    return 0 if metrics.get("finished", True) else EXIT_UNFINISHED
 
 
 if __name__ == "__main__":

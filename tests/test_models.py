@@ -167,3 +167,40 @@ def test_data_parallel_fit_evaluate_predict_with_a_ragged_last_batch(data_parall
 def test_batches_that_do_not_split_over_devices_are_refused():
     with pytest.raises(ValueError, match="multiple of 2"):
         pipeline.ArrayBatches(faces(4, 8), batch_size=7, device_count=2)
+
+
+def test_batches_gathered_from_a_device_array_match_the_host_batches(data_parallel):
+    import jax
+
+    images, ages = faces(37, 16), np.arange(37)
+    host = pipeline.ArrayBatches(images, ages, 8, shuffle=True, seed=3)
+    device = pipeline.ArrayBatches(jax.device_put(images), ages, 8, shuffle=True, seed=3)
+    assert len(host) == len(device) == 4
+    for index in range(len(host)):
+        host_images, host_ages, _ = host[index]
+        device_images, device_ages, _ = device[index]
+        assert isinstance(device_images, jax.Array)
+        np.testing.assert_array_equal(np.asarray(device_images), host_images)
+        np.testing.assert_array_equal(device_ages, host_ages)
+    assert pipeline.on_accelerator(images) is images  # a CPU keeps the host array
+    model = models.build_model("cnn", "distribution", 16)
+    model.compile("adam", models.loss_for("distribution"), weighted_metrics=[models.age_mae])
+    history = model.fit(device, epochs=1, verbose=0)  # a device array feeds data-parallel training
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")  # the GPU policy, here on the CPU
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_the_gpu_precision_policy_trains_with_bfloat16_layers_and_float32_outputs(mixed_bfloat16):
+    model = models.build_model("cnn", "distribution", 32)
+    model.compile("adam", models.loss_for("distribution"), weighted_metrics=[models.age_mae])
+    history = model.fit(pipeline.ArrayBatches(faces(16, 32), np.arange(16), 8, shuffle=True), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.get_layer("augment").compute_dtype == "bfloat16"
+    assert model.output.dtype == "float32"  # the age distribution and the loss stay in float32
+    assert model.predict(faces(2, 32), verbose=0).sum(axis=1) == pytest.approx(1.0, abs=1e-5)

@@ -6,6 +6,7 @@ import pytest
 
 from agejax import cache, configs, report, train
 from agejax.predict import Predictor
+from conftest import load_script
 
 
 @pytest.fixture
@@ -55,6 +56,45 @@ def test_resume_continues_from_the_epoch_after_the_last_completed_one(tmp_path, 
     assert metrics["best_epoch"] == best["epoch"] and metrics["val_mae"] == pytest.approx(best["val_mae"], abs=1e-3)
     assert (run_dir / "curves.png").stat().st_size > 0
     assert Predictor.load(run_dir).predict(np.zeros((3, 32, 32, 3), np.uint8)).age.shape == (3,)
+
+
+def test_a_time_limit_stops_at_an_epoch_end_and_the_next_call_resumes(tmp_path, tiny_cache, capsys):
+    run_dir = tmp_path / "run"
+    flags = ["--image-size", "32", "--epochs", "3", "--batch-size", "16", "--run-dir", str(run_dir),
+             "--cache-root", str(tiny_cache)]
+    # No time at all: the first epoch still completes, then the run stops and says how to go on.
+    assert load_script("train").main([*flags, "--stop-after", "0"]) == 3
+    assert "rerun the same command to resume" in capsys.readouterr().out
+    assert [row["epoch"] for row in report.read_history(run_dir / "history.csv")] == [0]
+    assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
+
+    assert load_script("train").main([*flags, "--stop-after", "600"]) == 0
+    history = report.read_history(run_dir / "history.csv")
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    elapsed = [row["elapsed_s"] for row in history]
+    assert 0 < elapsed[0] <= elapsed[1] <= elapsed[2]  # wall clock summed over both calls
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["finished"] and metrics["elapsed_s"] == elapsed[2]
+    assert metrics["elapsed_s_to_best_epoch"] == elapsed[metrics["best_epoch"] - 1]
+    assert not (run_dir / "backup").exists()
+
+    # A finished run is not trained again.
+    assert load_script("train").main(flags) == 0
+    assert len(report.read_history(run_dir / "history.csv")) == 3
+
+
+def test_benchmark_times_real_augmented_steps_against_an_on_device_batch(tiny_cache):
+    config = configs.TrainConfig(image_size=32, batch_size=16)
+    results = train.benchmark(config, steps=3, warmup=1, cache_root=tiny_cache)
+    assert results["data"] == "cached train split"
+    for variant in ("augmented", "on_device_no_augmentation"):
+        timing = results[variant]
+        assert timing["timed_steps"] == 3  # more steps than the 2 batches the data holds
+        assert timing["median_step_ms"] > 0 and timing["first_step_s"] > 0
+        assert timing["images_per_s"] == pytest.approx(16 / (timing["median_step_ms"] / 1000), rel=0.01)
+    assert results["forward_gflops_per_image"] > 0 and results["train_tflops_per_s"] > 0
+    assert results["augmented_over_on_device_step_ratio"] == pytest.approx(
+        results["augmented"]["median_step_ms"] / results["on_device_no_augmentation"]["median_step_ms"], rel=0.01)
 
 
 def test_a_run_dir_refuses_a_different_config(tmp_path, tiny_cache):

@@ -1,21 +1,43 @@
 #!/usr/bin/env bash
-# On the GPU machine, in the call that carried the last archive (and in any later call,
-# which resumes): check the data, build the 200 px cache, benchmark, then train.
-# Usage: bash scripts/gpu/stage_part.sh && bash scripts/gpu/train_resnet50.sh [extra train.py flags]
-set -euo pipefail
+# On the GPU machine, in the call that carried the last archive and in every later call:
+# check the data, build the 200 px cache, benchmark once, then train until shortly before
+# the call's 10-minute cut. Exit 0: training is done; 3: call again to resume.
+# Usage: bash scripts/gpu/stage_part.sh && bash scripts/gpu/train_resnet50.sh [train.py flags]
+# CALL_LIMIT_S (default 540) is what this script may spend; SIZE (default 200) is for a CPU dry run.
+set -uo pipefail
 cd "$(dirname "$0")/../.."
+limit=${CALL_LIMIT_S:-540}
+size=${SIZE:-200}
+out=${OUT:-/tmp}
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 XLA_FLAGS=
+export JAX_COMPILATION_CACHE_DIR=$PWD/.data/jax_cache  # later calls skip recompiling
+[ -f .data/part/git_commit.txt ] && export AGEJAX_GIT_COMMIT=$(cat .data/part/git_commit.txt)
 count=$(find .data/utkface -name '*.jpg' | wc -l)
 if [ "$count" -ne 22208 ]; then
   echo "error: $count images in .data/utkface, expected 22208: carry the missing archives first" >&2
   exit 1
 fi
 cache=.data/cache
-[ -f "$cache"/utkface_*_200px/meta.json ] 2>/dev/null || \
-  python3 scripts/prepare_data.py --source .data/utkface --size 200 --cache-root "$cache"
+if ! ls "$cache"/utkface_*_"${size}"px/meta.json >/dev/null 2>&1; then
+  python3 scripts/prepare_data.py --source .data/utkface --size "$size" --cache-root "$cache" || exit 1
+fi
+if [ ! -f .data/benchmark.json ]; then
+  python3 scripts/train.py --preset resnet50_gpu --image-size "$size" --benchmark --cache-root "$cache" "$@" \
+    > .data/benchmark.txt || exit 1
+  mv .data/benchmark.txt .data/benchmark.json
+fi
+cat .data/benchmark.json
 run=.data/runs/resnet50_gpu
-[ -d "$run" ] || python3 scripts/train.py --preset resnet50_gpu --benchmark --cache-root "$cache" "$@" | tee "${OUT:-/tmp}/benchmark.json"
-python3 scripts/train.py --preset resnet50_gpu --run-dir "$run" --cache-root "$cache" "$@" || true
+left=$((limit - SECONDS)); [ "$left" -gt 0 ] || left=0  # 0: one epoch, then stop
+python3 scripts/train.py --preset resnet50_gpu --image-size "$size" --run-dir "$run" --cache-root "$cache" \
+  --stop-after "$left" "$@"
+status=$?
+cp .data/benchmark.json "$out/"
 for name in history.csv curves.png metrics.json config.json; do
-  [ -f "$run/$name" ] && cp "$run/$name" "${OUT:-/tmp}/" || true
+  [ -f "$run/$name" ] && cp "$run/$name" "$out/"
 done
+case $status in
+  0) echo "training is done: next, bash scripts/gpu/export_result.sh" ;;
+  3) echo "stopped before the cut: call bash scripts/gpu/train_resnet50.sh again to resume" ;;
+esac
+exit $status
