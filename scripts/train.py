@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     parser.add_argument("--run-dir", type=Path, help="where the run writes; reuse it to resume")
     parser.add_argument("--benchmark", action="store_true",
-                        help="time train steps (median after warm-up, with and without augmentation) instead of training")
+                        help="instead of training, time steps on real augmented data against one on-device batch "
+                             "without augmentation (medians after warm-up), as one JSON document")
     parser.add_argument("--steps", type=int, default=20, help="timed steps in --benchmark mode (default 20)")
     parser.add_argument("--stop-after", type=float, metavar="SECONDS",
                         help="stop cleanly before this many seconds have passed; rerun to resume")
