@@ -63,7 +63,7 @@ def load(folder: Path) -> tuple[keras.Model, TrainConfig]:
     """Rebuilds the model from config.json and fills in the decompressed weights."""
     folder = Path(folder)
     config = TrainConfig.from_json(folder / "config.json")
-    model = models.build_model(config.backbone, config.head, config.image_size)
+    model = models.build_from_config(config)
     with np.load(folder / "weights.npz") as stored:
         values = []
         for i, weight in enumerate(model.weights):

@@ -17,6 +17,8 @@ import numpy as np
 from keras import layers, ops
 
 from agejax.augment import Augment
+from agejax.configs import TrainConfig
+from agejax.conv import FastConv2D, with_fast_convolutions
 from agejax.data import MAX_AGE
 
 BACKBONES = ("cnn", "resnet50")
@@ -43,38 +45,44 @@ class ResNetPreprocess(layers.Layer):
         return keras.applications.resnet50.preprocess_input(images)
 
 
-def _conv_bn_relu(x, filters: int, strides: int = 1, name: str = ""):
-    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+def _conv_bn_relu(x, filters: int, strides: int = 1, name: str = "", conv_layer=FastConv2D):
+    x = conv_layer(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def cnn_backbone(x, widths: tuple[int, ...] = (32, 64, 128, 256)):
+def cnn_backbone(x, widths: tuple[int, ...] = (32, 64, 128, 256), fast_convolutions: bool = True):
     """A VGG-style stack made for CPU speed: a strided stem, then two 3x3 convs per stage.
 
     The stride-2 stem halves the resolution before any wide layer, which is where
     most of the compute goes at 64-96 px.
     """
+    conv_layer = FastConv2D if fast_convolutions else layers.Conv2D
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(x)
-    x = _conv_bn_relu(x, widths[0], strides=2, name="stem")
+    x = _conv_bn_relu(x, widths[0], strides=2, name="stem", conv_layer=conv_layer)
     for stage, width in enumerate(widths):
-        x = _conv_bn_relu(x, width, name=f"stage{stage}_a")
-        x = _conv_bn_relu(x, width, name=f"stage{stage}_b")
+        x = _conv_bn_relu(x, width, name=f"stage{stage}_a", conv_layer=conv_layer)
+        x = _conv_bn_relu(x, width, name=f"stage{stage}_b", conv_layer=conv_layer)
         if stage < len(widths) - 1:
             x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
     return x
 
 
-def resnet50_backbone(x, weights: str | None = None):
-    """keras.applications.ResNet50 without its top; ``weights`` may be "imagenet" or a file."""
+def resnet50_backbone(x, weights: str | None = None, fast_convolutions: bool = True):
+    """keras.applications.ResNet50 without its top; ``weights`` may be "imagenet" or a file.
+
+    With fast_convolutions its Conv2D layers become FastConv2D: the same layers and weights.
+    """
     x = ResNetPreprocess(name="normalize")(x)
     backbone = keras.applications.ResNet50(
         include_top=False, weights=weights, input_shape=tuple(x.shape[1:])
     )
+    if fast_convolutions:
+        backbone = with_fast_convolutions(backbone)
     return backbone(x)
 
 
-def head(x, kind: str, dropout: float = 0.2):
+def head(x, kind: str, dropout: float):
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     if kind == "regression":
@@ -93,21 +101,37 @@ def build_model(
     image_size: int = 64,
     weights: str | None = None,
     augment_seed: int | None = None,
+    fast_convolutions: bool = True,
+    augmentation: dict[str, float] | None = None,
+    dropout: float = 0.2,
 ) -> keras.Model:
-    """An uncompiled age model taking uint8 (image_size, image_size, 3) images."""
+    """An uncompiled age model taking uint8 (image_size, image_size, 3) images.
+
+    fast_convolutions=False keeps Keras' stock Conv2D (the benchmark's baseline); the
+    weights and outputs are the same either way. ``augmentation`` holds Augment's
+    strengths (its defaults where left out).
+    """
     inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
     x = ToFloat(name="to_float")(inputs)
-    x = Augment(seed=augment_seed, name="augment")(x)
+    x = Augment(seed=augment_seed, name="augment", **(augmentation or {}))(x)
     if backbone == "cnn":
         if weights is not None:
             raise ValueError("the cnn has no pretrained weights; train it or load a checkpoint")
-        features = cnn_backbone(x)
+        features = cnn_backbone(x, fast_convolutions=fast_convolutions)
     elif backbone == "resnet50":
-        features = resnet50_backbone(x, weights)
+        features = resnet50_backbone(x, weights, fast_convolutions)
     else:
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {BACKBONES}")
-    outputs = head(features, head_kind)
+    outputs = head(features, head_kind, dropout)
     return keras.Model(inputs, outputs, name=f"{backbone}_{head_kind}")
+
+
+def build_from_config(config: TrainConfig, fast_convolutions: bool = True) -> keras.Model:
+    """The model a TrainConfig describes, its augmentation and dropout included."""
+    return build_model(
+        config.backbone, config.head, config.image_size, weights=config.weights, augment_seed=config.seed,
+        fast_convolutions=fast_convolutions, augmentation=config.augmentation(), dropout=config.dropout,
+    )
 
 
 def head_kind_of(model: keras.Model) -> str:

@@ -70,10 +70,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     )
 
 
-def compiled_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    model = models.build_model(
-        config.backbone, config.head, config.image_size, weights=config.weights, augment_seed=config.seed
-    )
+def compiled_model(config: TrainConfig, steps_per_epoch: int, fast_convolutions: bool = True) -> keras.Model:
+    model = models.build_from_config(config, fast_convolutions)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=models.loss_for(config.head),
@@ -270,97 +268,3 @@ def train(
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
-
-
-class StepTimer(keras.callbacks.Callback):
-    """Wall time of every train step, waiting for the device to finish each one."""
-
-    def __init__(self):
-        super().__init__()
-        self.times: list[float] = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        jax.block_until_ready(logs)
-        self.times.append(time.perf_counter() - self._start)
-
-
-def forward_flops_per_image(model: keras.Model, image_size: int) -> float:
-    """XLA's count of floating-point operations for one inference forward pass."""
-    images = np.zeros((8, image_size, image_size, 3), np.uint8)
-    compiled = jax.jit(lambda x: model(x, training=False)).lower(images).compile()
-    analysis = compiled.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, list) else analysis
-    return float(analysis["flops"]) / len(images)
-
-
-class CycledBatches(keras.utils.PyDataset):
-    """Any number of steps from a sequence of batches, starting over at its end."""
-
-    def __init__(self, batches, steps: int):
-        super().__init__()
-        self.batches, self.steps = batches, steps
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getitem__(self, index: int):
-        return self.batches[index % len(self.batches)]
-
-
-def _as_train_input(array) -> jax.Array:
-    """The array on the device(s), laid out as the train step takes it: Keras then moves nothing."""
-    distribution = keras.distribution.distribution()
-    if distribution is None:
-        return jax.device_put(array)
-    return jax.device_put(array, distribution.get_data_layout(array.shape).backend_layout)
-
-
-def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root: Path = cache.DEFAULT_ROOT) -> dict:
-    """Times train steps on real augmented data against one on-device batch without augmentation.
-
-    Both run in one process, timed after warm-up. Real data is the cached train split,
-    in accelerator memory and reshuffled as in training (random images without a cache).
-    The ratio of their median step times shows what the input pipeline costs.
-    """
-    device_info = setup_devices()
-    try:
-        images = np.asarray(cache.load_split("train", config.image_size, cache_root).images)
-        data_source = "cached train split"
-    except FileNotFoundError:
-        images = np.random.default_rng(0).integers(0, 255, (2048, config.image_size, config.image_size, 3), np.uint8)
-        data_source = "random images (no cache)"
-    ages = np.random.default_rng(0).integers(1, 90, len(images))
-    batches = pipeline.ArrayBatches(
-        pipeline.on_accelerator(images), ages, config.batch_size, shuffle=True, seed=config.seed
-    )
-    results = {"config": dataclasses.asdict(config), "devices": device_info, "data": data_source}
-    for variant in ("augmented", "on_device_no_augmentation"):
-        keras.utils.set_random_seed(config.seed)
-        model = compiled_model(config, steps_per_epoch=warmup + steps)
-        if variant == "on_device_no_augmentation":
-            model.get_layer("augment").switch_off()
-            # One batch already in device memory, served every step: the input pipeline's floor.
-            data = CycledBatches([tuple(_as_train_input(part) for part in batches[0])], warmup + steps)
-        else:
-            data = CycledBatches(batches, warmup + steps)
-        timer = StepTimer()
-        model.fit(data, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
-        step = float(np.median(timer.times[warmup:]))
-        results[variant] = {
-            "timed_steps": len(timer.times) - warmup,
-            "first_step_s": round(timer.times[0], 2),
-            "compile_s_estimate": round(timer.times[0] - step, 2),
-            "median_step_ms": round(step * 1000, 2),
-            "images_per_s": round(config.batch_size / step, 1),
-        }
-    flops = forward_flops_per_image(model, config.image_size)
-    results["forward_gflops_per_image"] = round(flops / 1e9, 3)
-    # A train step costs about 3 forward passes (forward, and backward for inputs and weights).
-    results["train_tflops_per_s"] = round(3 * flops * results["augmented"]["images_per_s"] / 1e12, 4)
-    results["augmented_over_on_device_step_ratio"] = round(
-        results["augmented"]["median_step_ms"] / results["on_device_no_augmentation"]["median_step_ms"], 3
-    )
-    return results

@@ -2,7 +2,7 @@
 
     python scripts/train.py --preset cnn_cpu --run-dir runs/cnn
     python scripts/train.py --backbone resnet50 --image-size 64 --epochs 5 --run-dir runs/r50
-    python scripts/train.py --preset cnn_cpu --benchmark     # img/s, step-time medians, compile time
+    python scripts/train.py --preset cnn_cpu --benchmark     # img/s: fast vs stock convolutions, and the floor
     python scripts/train.py --preset resnet50_gpu --run-dir runs/r50 --stop-after 540
 
 With --stop-after SECONDS training ends at the last epoch end that fits, exits with
@@ -44,8 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     parser.add_argument("--run-dir", type=Path, help="where the run writes; reuse it to resume")
     parser.add_argument("--benchmark", action="store_true",
-                        help="instead of training, time steps on real augmented data against one on-device batch "
-                             "without augmentation (medians after warm-up), as one JSON document")
+                        help="instead of training, time real augmented steps with agejax's and with Keras' stock "
+                             "convolutions, and steps on one on-device batch without augmentation (medians after "
+                             "warm-up), as one JSON document")
     parser.add_argument("--steps", type=int, default=20, help="timed steps in --benchmark mode (default 20)")
     parser.add_argument("--stop-after", type=float, metavar="SECONDS",
                         help="stop cleanly before this many seconds have passed; rerun to resume")
@@ -64,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     config = dataclasses.replace(config, **overrides)
 
-    from agejax import train  # imports JAX, after XLA_FLAGS is set
+    from agejax import benchmark, train  # imports JAX, after XLA_FLAGS is set
 
     try:
         if args.benchmark:  # stdout is one JSON document, the config included
-            metrics = train.benchmark(config, args.steps, cache_root=args.cache_root)
+            metrics = benchmark.benchmark(config, args.steps, cache_root=args.cache_root)
         else:
             print(config.to_json(), end="")
             # A progress bar only on a terminal; a log file gets one line per epoch.

@@ -1,10 +1,11 @@
 import json
+import time
 
 import keras
 import numpy as np
 import pytest
 
-from agejax import cache, configs, report, train
+from agejax import benchmark, cache, configs, report, train
 from agejax.predict import Predictor
 from conftest import load_script
 
@@ -83,18 +84,20 @@ def test_a_time_limit_stops_at_an_epoch_end_and_the_next_call_resumes(tmp_path, 
     assert len(report.read_history(run_dir / "history.csv")) == 3
 
 
-def test_benchmark_times_real_augmented_steps_against_an_on_device_batch(tiny_cache):
+def test_benchmark_times_fast_and_stock_convolutions_and_the_on_device_floor(tiny_cache):
     config = configs.TrainConfig(image_size=32, batch_size=16)
-    results = train.benchmark(config, steps=3, warmup=1, cache_root=tiny_cache)
+    start = time.perf_counter()
+    results = benchmark.benchmark(config, steps=3, warmup=1, cache_root=tiny_cache)
+    elapsed = time.perf_counter() - start
     assert results["data"] == "cached train split"
-    for variant in ("augmented", "on_device_no_augmentation"):
+    for variant in benchmark.VARIANTS:
         timing = results[variant]
         assert timing["timed_steps"] == 3  # more steps than the 2 batches the data holds
         assert timing["median_step_ms"] > 0 and timing["first_step_s"] > 0
-        assert timing["images_per_s"] == pytest.approx(16 / (timing["median_step_ms"] / 1000), rel=0.01)
-    assert results["forward_gflops_per_image"] > 0 and results["train_tflops_per_s"] > 0
-    assert results["augmented_over_on_device_step_ratio"] == pytest.approx(
-        results["augmented"]["median_step_ms"] / results["on_device_no_augmentation"]["median_step_ms"], rel=0.01)
+    # The timed steps happened inside the call: their sum cannot exceed its wall clock.
+    timed = sum(results[v]["median_step_ms"] * 3 / 1000 + results[v]["first_step_s"] for v in benchmark.VARIANTS)
+    assert timed < elapsed
+    assert results["forward_gflops_per_image"] > 0 and results["fast_convolutions"]["train_tflops_per_s"] > 0
 
 
 def test_a_run_dir_refuses_a_different_config(tmp_path, tiny_cache):

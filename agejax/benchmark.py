@@ -1,0 +1,126 @@
+"""Training speed: real train steps timed after warm-up, in one process.
+
+Three variants of the same config run one after another:
+
+    fast_convolutions   real augmented batches, agejax.conv's convolutions (how training runs)
+    stock_convolutions  the same with Keras' stock Conv2D: the baseline for the speed-up
+    on_device_floor     fast convolutions on one batch already on the device, augmentation off:
+                        the input pipeline's floor
+
+The ratios between their median step times show what the convolutions gain and what
+the input pipeline costs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import agejax  # noqa: F401  (sets the JAX backend before keras loads)
+
+import jax
+import keras
+import numpy as np
+
+from agejax import cache, pipeline
+from agejax.configs import TrainConfig
+from agejax.train import compiled_model, setup_devices
+
+VARIANTS = ("fast_convolutions", "stock_convolutions", "on_device_floor")
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time of every train step, waiting for the device to finish each one."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        jax.block_until_ready(logs)
+        self.times.append(time.perf_counter() - self._start)
+
+
+def forward_flops_per_image(model: keras.Model, image_size: int) -> float:
+    """XLA's count of floating-point operations for one inference forward pass."""
+    images = np.zeros((8, image_size, image_size, 3), np.uint8)
+    compiled = jax.jit(lambda x: model(x, training=False)).lower(images).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return float(analysis["flops"]) / len(images)
+
+
+class CycledBatches(keras.utils.PyDataset):
+    """Any number of steps from a sequence of batches, starting over at its end."""
+
+    def __init__(self, batches, steps: int):
+        super().__init__()
+        self.batches, self.steps = batches, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        return self.batches[index % len(self.batches)]
+
+
+def _as_train_input(array) -> jax.Array:
+    """The array on the device(s), laid out as the train step takes it: Keras then moves nothing."""
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return jax.device_put(array)
+    return jax.device_put(array, distribution.get_data_layout(array.shape).backend_layout)
+
+
+def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root: Path = cache.DEFAULT_ROOT) -> dict:
+    """Median train-step times of each of VARIANTS, their img/s, compile times and ratios.
+
+    Real data is the cached train split, in accelerator memory and reshuffled as in
+    training (random images without a cache). The FLOP figures are XLA's count for the
+    stock forward pass, so both variants are measured against the same work.
+    """
+    device_info = setup_devices()
+    try:
+        images = np.asarray(cache.load_split("train", config.image_size, cache_root).images)
+        data_source = "cached train split"
+    except FileNotFoundError:
+        images = np.random.default_rng(0).integers(0, 255, (2048, config.image_size, config.image_size, 3), np.uint8)
+        data_source = "random images (no cache)"
+    ages = np.random.default_rng(0).integers(1, 90, len(images))
+    batches = pipeline.ArrayBatches(
+        pipeline.on_accelerator(images), ages, config.batch_size, shuffle=True, seed=config.seed
+    )
+    results = {"config": dataclasses.asdict(config), "devices": device_info, "data": data_source}
+    for variant in VARIANTS:
+        keras.utils.set_random_seed(config.seed)
+        model = compiled_model(config, warmup + steps, fast_convolutions=variant != "stock_convolutions")
+        if variant == "on_device_floor":
+            model.get_layer("augment").switch_off()
+            # One batch already in device memory, served every step.
+            data = CycledBatches([tuple(_as_train_input(part) for part in batches[0])], warmup + steps)
+        else:
+            data = CycledBatches(batches, warmup + steps)
+        timer = StepTimer()
+        model.fit(data, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
+        step = float(np.median(timer.times[warmup:]))
+        results[variant] = {
+            "timed_steps": len(timer.times) - warmup,
+            "first_step_s": round(timer.times[0], 2),
+            "compile_s_estimate": round(timer.times[0] - step, 2),
+            "median_step_ms": round(step * 1000, 2),
+            "images_per_s": round(config.batch_size / step, 1),
+        }
+        if variant == "stock_convolutions":
+            flops = forward_flops_per_image(model, config.image_size)
+    results["forward_gflops_per_image"] = round(flops / 1e9, 3)
+    # A train step costs about 3 forward passes (forward, and backward for inputs and weights).
+    for variant in VARIANTS:
+        results[variant]["train_tflops_per_s"] = round(3 * flops * results[variant]["images_per_s"] / 1e12, 4)
+    step_ms = {variant: results[variant]["median_step_ms"] for variant in VARIANTS}
+    results["fast_over_stock_speedup"] = round(step_ms["stock_convolutions"] / step_ms["fast_convolutions"], 3)
+    results["real_over_on_device_step_ratio"] = round(step_ms["fast_convolutions"] / step_ms["on_device_floor"], 3)
+    return results
