@@ -150,6 +150,9 @@ def read_file(root: Path, relative: str, options: ReadOptions) -> FileResult:
     except Image.DecompressionBombError:
         result.error = "image too large (decompression bomb limit)"
         return result
+    except images.ImageTooLarge as err:
+        result.error = str(err)
+        return result
     except UnidentifiedImageError:
         result.error = "not an image"
         return result
@@ -247,11 +250,12 @@ def _completed_rows(path: Path, header: str, model_name: str) -> tuple[set[str],
             row = next(csv.reader([line.decode("utf-8", "surrogateescape")]))
             if len(row) != len(COLUMNS):
                 break
-            if row[COLUMNS.index("model")] not in ("", model_name):
-                raise OutputError(f"{path} holds rows of model {row[COLUMNS.index('model')]!r}, not {model_name!r}")
-            if row[0] != last_path:
-                last_path, last_start = row[0], offset
-                done.add(row[0])
+            row_model, row_path = from_spreadsheet(row[COLUMNS.index("model")]), from_spreadsheet(row[0])
+            if row_model not in ("", model_name):
+                raise OutputError(f"{path} holds rows of model {row_model!r}, not {model_name!r}")
+            if row_path != last_path:
+                last_path, last_start = row_path, offset
+                done.add(row_path)
             offset += len(line)
     if last_path is None:
         return done, offset
@@ -259,14 +263,35 @@ def _completed_rows(path: Path, header: str, model_name: str) -> tuple[set[str],
     return done, last_start
 
 
+# Spreadsheets run a cell that begins with one of these as a formula (OWASP "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Text a spreadsheet shows as text: a leading quote before a formula start, or before a quote.
+
+    Quoting a leading quote too keeps the mapping reversible (``from_spreadsheet``).
+    """
+    return "'" + text if text.startswith((*FORMULA_STARTS, "'")) else text
+
+
+def from_spreadsheet(text: str) -> str:
+    """The text that spreadsheet_safe was given."""
+    return text[1:] if text.startswith("'") else text
+
+
 def _rows(result: FileResult, scores: list[tuple], model_name: str) -> list[list]:
-    """CSV rows of one file: one per face with its (age, std, low, high), or one with the error."""
+    """CSV rows of one file: one per face with its (age, std, low, high), or one with the error.
+
+    Text cells (path, model, error) are spreadsheet-safe.
+    """
+    path, model_name = spreadsheet_safe(result.path), spreadsheet_safe(model_name)
     if result.error:
-        return [[result.path, "", "", "", "", "", "", "", "", "", "", model_name, result.error]]
+        return [[path, "", "", "", "", "", "", "", "", "", "", model_name, spreadsheet_safe(result.error)]]
     rows = []
     for face, (crop, box, (age, std, low, high)) in enumerate(zip(result.crops, result.boxes, scores)):
         std, low, high = ("" if v is None else f"{v:.{digits}f}" for v, digits in ((std, 2), (low, 1), (high, 1)))
-        rows.append([result.path, face, crop, *box, f"{age:.2f}", std, low, high, model_name, ""])
+        rows.append([path, face, crop, *box, f"{age:.2f}", std, low, high, model_name, ""])
     return rows
 
 
@@ -450,13 +475,14 @@ def labelled_rows(csv_path: Path, labels: dict[str, float] | None = None) -> dic
             if row["face"] != "0" or not row["age"]:
                 continue
             gender = race = -1
+            path = from_spreadsheet(row["path"])
             if labels is not None:
-                age = labels.get(str(PurePosixPath(row["path"])))
+                age = labels.get(str(PurePosixPath(path)))
                 if age is None:
                     continue
             else:
                 try:
-                    parsed = data.parse_name(row["path"])
+                    parsed = data.parse_name(path)
                 except data.MalformedName:
                     continue
                 age, gender, race = parsed.age, parsed.gender, parsed.race

@@ -160,6 +160,28 @@ def test_resume_after_a_kill_loses_and_duplicates_nothing(tmp_path, tiny_model):
     assert resumed == data_rows(reference)  # same order, same values
 
 
+FORMULA_NAMES = ['=HYPERLINK("x")+1.jpg', "+1.jpg", "-2.jpg", "@SUM(A1).jpg", "'quoted.jpg", "plain.jpg"]
+
+
+def test_formula_file_names_are_spreadsheet_safe_and_resume_matches_them(tmp_path, tiny_model):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, name in enumerate(FORMULA_NAMES):
+        smooth_image(40, 40, i).save(folder / name, "JPEG")
+    out = tmp_path / "ages.csv"
+    args = ["--model", str(tiny_model), "--on-no-face", "whole", "-q", "--workers", "0"]
+    assert batch_predict.main([str(folder), "-o", str(out), *args]) == 0
+    cells = {row["path"] for row in read_rows(out)}
+    assert cells == {"'" + name for name in FORMULA_NAMES[:-1]} | {"plain.jpg"}
+    assert not any(cell.startswith(batch.FORMULA_STARTS) for row in read_rows(out) for cell in row.values())
+    assert {batch.from_spreadsheet(cell) for cell in cells} == set(FORMULA_NAMES)
+
+    # Resume knows every file is done, even the quoted ones, except the last (always rescored).
+    rows_before = data_rows(out)
+    assert batch_predict.main([str(folder), "-o", str(out), "--resume", *args]) == 0
+    assert data_rows(out) == rows_before
+
+
 def test_shards_concatenate_to_the_single_run(tmp_path, tiny_model):
     folder = many_images(tmp_path / "in", 60)
     (folder / "bad.jpg").write_text("x")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agejax import images
 from agejax.images import open_rgb
 
 
@@ -56,3 +57,30 @@ def test_large_images_are_downscaled_but_report_their_full_size():
     small = open_rgb(encoded(big, "JPEG"), max_side=1200)
     assert max(small.size) <= 1200 and small.info["full_size"] == (3000, 1000)
     assert small.size[0] / small.size[1] == pytest.approx(3.0, rel=0.01)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "I;16", "P"])
+def test_large_non_jpeg_images_are_shrunk_with_their_content(mode):
+    """A PNG has no reduced decode: it is shrunk right after decoding, colours and aspect kept."""
+    big = Image.new("RGB", (2400, 800), (200, 100, 50))
+    big = big.convert("L").convert("I;16") if mode == "I;16" else big.convert(mode)
+    small = open_rgb(encoded(big, "PNG"), max_side=600)
+    assert max(small.size) <= 600 and small.info["full_size"] == (2400, 800)
+    assert small.size[0] / small.size[1] == pytest.approx(3.0, rel=0.02)
+    expected = np.asarray(open_rgb(encoded(big.crop((0, 0, 60, 20)), "PNG")))[10, 30]
+    np.testing.assert_allclose(np.asarray(small)[100, 300], expected, atol=4)  # palettes differ a little
+
+
+def test_images_over_the_pixel_budget_are_refused_before_decoding(monkeypatch):
+    monkeypatch.setattr(images, "MAX_DECODE_PIXELS", 500 * 500)
+    payload = encoded(Image.new("RGB", (600, 600)), "PNG")
+    with pytest.raises(images.ImageTooLarge, match="600 x 600 px"):
+        open_rgb(payload, max_side=256)
+    # A JPEG decoded at reduced size fits the budget: 600 px at 1/4 scale is under it.
+    assert open_rgb(encoded(Image.new("RGB", (600, 600)), "JPEG"), max_side=150).size == (150, 150)
+
+
+def test_pillow_size_warnings_are_not_printed(monkeypatch, recwarn):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100)  # Pillow would warn above this
+    open_rgb(encoded(Image.new("RGB", (120, 120)), "PNG"))
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
