@@ -33,7 +33,9 @@ DISPLAY_SIDE = 1280  # the annotated photo is shown at most this large
 MAX_BATCH_FILES = 200
 MAX_BATCH = 16  # faces per model call in the Estimate tab (the queue's batches)
 LABELS = {"cnn": "CNN", "resnet50": "ResNet50"}
-TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)"]
+TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)", "found by"]
+DETECTOR_CHOICES = [("auto: HOG, then the CNN where HOG finds none", "auto"), ("HOG (fast)", "hog"),
+                    ("CNN (finds turned and dim faces, slower)", "cnn")]
 # Figures of earlier UTKFace projects, each on its own split (quoted, not re-measured).
 REFERENCES = [
     ("Keras CNN of an earlier project", "8.58", "its own split"),
@@ -105,7 +107,7 @@ def face_table(rows: list[dict]) -> list[list]:
         interval = f"{float(row['low90']):.0f}-{float(row['high90']):.0f}" if row["low90"] else ""
         box = ", ".join(row[k] for k in ("left", "top", "right", "bottom"))
         table.append([int(row["face"]), round(float(row["age"]), 1), row["std"] and round(float(row["std"]), 1),
-                      interval, box])
+                      interval, box, row["detector"]])
     return table
 
 
@@ -130,7 +132,9 @@ def explain(rows: list[dict], size: tuple[int, int] | None) -> str:
 def make_estimate(predictors: dict[str, Predictor]):
     batch.prepare_reader(aligned=False)
 
-    def estimate(paths: list, model_names: list, aligned_flags: list, whole_flags: list) -> tuple[list, list, list]:
+    def estimate(
+        paths: list, model_names: list, aligned_flags: list, whole_flags: list, detectors: list
+    ) -> tuple[list, list, list]:
         """Batched by the queue: one model call per model for all waiting requests."""
         images, tables, messages = [None] * len(paths), [[]] * len(paths), [""] * len(paths)
         groups: dict[tuple, list[int]] = {}
@@ -140,10 +144,11 @@ def make_estimate(predictors: dict[str, Predictor]):
             elif name not in predictors:
                 messages[i] = f"**The {name} model is not installed in `checkpoints/`.**"
             else:
-                groups.setdefault((name, bool(aligned_flags[i]), bool(whole_flags[i])), []).append(i)
-        for (name, aligned, whole), members in groups.items():
+                key = (name, bool(aligned_flags[i]), bool(whole_flags[i]), detectors[i] or "auto")
+                groups.setdefault(key, []).append(i)
+        for (name, aligned, whole, detector), members in groups.items():
             predictor = predictors[name]
-            options = batch.ReadOptions(predictor.image_size, aligned, whole)
+            options = batch.ReadOptions(predictor.image_size, aligned, whole, detector)
             results = [batch.read_file(Path(paths[i]).parent, Path(paths[i]).name, options) for i in members]
             for i, rows in zip(members, batch.score_files(results, predictor, MAX_BATCH)):
                 size = None
@@ -161,7 +166,9 @@ def make_estimate(predictors: dict[str, Predictor]):
 
 
 def make_batch(predictors: dict[str, Predictor]):
-    def score_batch(files: list | None, model_name: str, aligned: bool, whole: bool) -> tuple[list, str | None, str]:
+    def score_batch(
+        files: list | None, model_name: str, aligned: bool, whole: bool, detector: str = "auto"
+    ) -> tuple[list, str | None, str]:
         if not files:
             return [], None, "**Please add some images.**"
         if len(files) > MAX_BATCH_FILES:
@@ -179,7 +186,7 @@ def make_batch(predictors: dict[str, Predictor]):
         handle, _ = batch.open_output(out_path, resume=False, model_name=predictors[model_name].name)
         with handle:
             summary = batch.run(folder, handle, predictors[model_name], aligned=aligned, whole_if_no_face=whole,
-                                batch_size=16, workers=0, progress=False)
+                                batch_size=16, workers=0, progress=False, detector=detector or "auto")
         with open(out_path, newline="") as csv_file:
             rows = [[row[c] for c in batch.COLUMNS] for row in csv.DictReader(csv_file)]
         message = f"Scored: {summary.line()}."
@@ -293,6 +300,7 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                     model = gr.Radio(choices, value=names[0], label="model")
                     aligned = gr.Checkbox(label="Already an aligned face crop (like UTKFace): skip detection")
                     whole = gr.Checkbox(label="Score the whole image when no face is found")
+                    detector = gr.Radio(DETECTOR_CHOICES, value="auto", label="face detector")
                     button = gr.Button("Estimate ages", variant="primary", elem_id="estimate-button")
                 with gr.Column():
                     annotated = gr.Image(label="faces and ages", type="pil", interactive=False, format="jpeg")
@@ -305,7 +313,8 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                  [str(EXAMPLES / "utkface_72.jpg"), True]],
                 inputs=[photo, aligned], cache_examples=False, label="examples (credits in the About tab)",
             )
-            button.click(make_estimate(predictors), [photo, model, aligned, whole], [annotated, table, message],
+            button.click(make_estimate(predictors), [photo, model, aligned, whole, detector],
+                         [annotated, table, message],
                          api_name="estimate", batch=True, max_batch_size=MAX_BATCH)
         with gr.Tab("Batch"):
             gr.Markdown(f"Score up to {MAX_BATCH_FILES} images at once; the table is also a CSV to download. "
@@ -316,12 +325,13 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                     batch_model = gr.Radio(choices, value=names[0], label="model")
                     batch_aligned = gr.Checkbox(label="These are aligned face crops: skip detection")
                     batch_whole = gr.Checkbox(label="Score the whole image when no face is found")
+                    batch_detector = gr.Radio(DETECTOR_CHOICES, value="auto", label="face detector")
                     batch_button = gr.Button("Score all", variant="primary")
                 with gr.Column():
                     batch_message = gr.Markdown()
                     batch_csv = gr.File(label="CSV", interactive=False)
             batch_table = gr.Dataframe(headers=list(batch.COLUMNS), interactive=False)
-            batch_button.click(make_batch(predictors), [files, batch_model, batch_aligned, batch_whole],
+            batch_button.click(make_batch(predictors), [files, batch_model, batch_aligned, batch_whole, batch_detector],
                                [batch_table, batch_csv, batch_message], api_name="batch", concurrency_limit=1)
         with gr.Tab("Model report"):
             reports = {name: r for name in names if (r := read_report(name)) is not None}

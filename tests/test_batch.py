@@ -182,6 +182,40 @@ def test_formula_file_names_are_spreadsheet_safe_and_resume_matches_them(tmp_pat
     assert data_rows(out) == rows_before
 
 
+def generated_photos(folder):
+    """A tilted face upright HOG misses, a grey face, a small face in a large photo, and a photo of no one."""
+    folder.mkdir()
+    face = Image.open(REPO / "examples" / "grace_hopper.jpg").convert("RGB")
+    tilted = Image.new("RGB", (448, 448), (120, 130, 140))
+    tilted.paste(face.resize((260, 260)).rotate(45, fillcolor=(120, 130, 140)), (94, 94))
+    tilted.save(folder / "tilted.jpg")
+    face.convert("L").save(folder / "grey.jpg")
+    small = smooth_image(1200, 900, 3)
+    small.paste(face.resize((150, 150)), (700, 400))
+    small.save(folder / "small.jpg")
+    smooth_image(640, 480, 4).save(folder / "nobody.jpg")
+    return folder
+
+
+def test_the_detector_cascade_finds_what_hog_misses_and_says_which_found_it(tmp_path, tiny_model, capsys):
+    folder = generated_photos(tmp_path / "in")
+    found = {}
+    for detector in ("hog", "auto"):
+        out = tmp_path / f"{detector}.csv"
+        args = [str(folder), "-o", str(out), "--model", str(tiny_model), "--detector", detector, "-q", "--workers", "0"]
+        assert batch_predict.main(args) == 0
+        found[detector] = {row["path"]: row for row in read_rows(out)}
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert found["hog"]["tilted.jpg"]["error"] == batch.NO_FACE
+    assert found["auto"]["tilted.jpg"]["detector"] == "hog_rotated" and not found["auto"]["tilted.jpg"]["error"]
+    for name in ("grey.jpg", "small.jpg"):  # HOG finds these, so the CNN never runs on them
+        assert found["auto"][name]["detector"] == found["hog"][name]["detector"] == "hog"
+    left, top, right, bottom = (int(found["auto"]["small.jpg"][k]) for k in ("left", "top", "right", "bottom"))
+    assert 700 <= left < right <= 850 and 400 <= top < bottom <= 550
+    assert found["auto"]["nobody.jpg"]["error"] == batch.NO_FACE  # no false face from either detector
+    assert "faces 3 (hog 2, hog_rotated 1)" in summary
+
+
 def test_shards_concatenate_to_the_single_run(tmp_path, tiny_model):
     folder = many_images(tmp_path / "in", 60)
     (folder / "bad.jpg").write_text("x")
@@ -199,7 +233,7 @@ def test_shards_concatenate_to_the_single_run(tmp_path, tiny_model):
 def test_resume_refuses_a_csv_of_another_model(tmp_path, tiny_model):
     folder = many_images(tmp_path / "in", 3)
     out = tmp_path / "ages.csv"
-    out.write_text(",".join(batch.COLUMNS) + "\r\nimg.jpg,0,whole,0,0,1,1,30.00,,,,resnet50,\r\n")
+    out.write_text(",".join(batch.COLUMNS) + "\r\nimg.jpg,0,whole,,0,0,1,1,30.00,,,,resnet50,\r\n")
     assert batch_predict.main([str(folder), "-o", str(out), "--model", str(tiny_model), "--resume", "-q"]) == 2
 
 

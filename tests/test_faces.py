@@ -49,3 +49,22 @@ def test_every_face_of_a_group_photo_gets_a_box_inside_the_image(chips, aligner)
 
 def test_no_face_gives_an_empty_list(aligner):
     assert aligner.faces(np.full((300, 400, 3), 200, np.uint8)) == []
+
+
+def test_every_detector_finds_a_chip_and_the_cascade_finds_a_tilted_one(chips, aligner):
+    """A face tilted 40 degrees on a 448 px photo: upright HOG misses it, the cascade does not."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (448, 448), (120, 130, 140))
+    canvas.paste(Image.fromarray(chips[1]).resize((240, 240)).rotate(40, fillcolor=(120, 130, 140)), (100, 100))
+    tilted = np.asarray(canvas)
+    found = aligner.faces(tilted, "auto")
+    assert len(found) == 1 and found[0].detector in ("hog_rotated", "cnn")
+    left, top, right, bottom = found[0].box
+    assert 100 <= (left + right) / 2 <= 340 and 100 <= (top + bottom) / 2 <= 340
+    assert found[0].chip.shape == (200, 200, 3)
+    upright = np.full((448, 448, 3), 128, np.uint8)
+    upright[100:340, 100:340] = np.asarray(Image.fromarray(chips[1]).resize((240, 240)))
+    assert [face.detector for face in aligner.faces(upright, "cnn")] == ["cnn"]
+    with pytest.raises(ValueError, match="unknown detector"):
+        aligner.faces(upright, "yolo")
