@@ -30,6 +30,7 @@ MAX_DETECT_SIDE = 1600  # larger photos are downscaled for detection only
 UPSAMPLE_BELOW = 600  # smaller photos are upsampled once, so faces under 80 px are found
 ROTATIONS = (-20, 20, -40, 40)  # degrees (counter-clockwise) HOG retries at in the cascade
 CNN_DETECT_SIDE = 320  # the CNN detector sees the photo at most this large (its faces: from about 50 px)
+CNN_MIN_SIDE = 32  # dlib's CNN detector corrupts memory on images a few pixels wide; none has a face it finds
 DETECTORS = ("auto", "hog", "cnn")
 STAGES = ("hog", "hog_rotated", "cnn")  # what Face.detector can say
 
@@ -89,6 +90,8 @@ class FaceAligner:
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        if min(small.shape[:2]) < CNN_MIN_SIDE:
+            return []
         if self._cnn_detector is None:
             self._cnn_detector = dlib.cnn_face_detection_model_v1(
                 face_recognition_models.cnn_face_detector_model_location())

@@ -110,6 +110,19 @@ def test_huge_and_tiny_images(client, tmp_path):
     assert len(rows) == 1 and "only 8 x 8 pixels" in message
 
 
+def test_the_detector_choice_reaches_the_cascade(client, tmp_path):
+    """A tilted face: HOG alone finds none, the default cascade finds it and says how."""
+    tilted = Image.new("RGB", (448, 448), (120, 130, 140))
+    face = Image.open(REPO / "examples" / "grace_hopper.jpg").convert("RGB").resize((260, 260))
+    tilted.paste(face.rotate(45, fillcolor=(120, 130, 140)), (94, 94))
+    path = tmp_path / "tilted.jpg"
+    tilted.save(path)
+    _, table, message = client.predict(handle_file(str(path)), "cnn", False, False, "hog", api_name="/estimate")
+    assert table["data"] == [] and message.startswith("**No face found")
+    _, rows, message = estimate(client, path)  # four arguments: the detector defaults to auto
+    assert message.startswith("Found 1 face") and rows[0][5] == "hog_rotated"
+
+
 def test_missing_image_and_unknown_model_get_clear_messages(client):
     _, _, message = client.predict(None, "cnn", False, False, api_name="/estimate")
     assert "Please upload a photo" in message
@@ -129,7 +142,7 @@ def test_batch_endpoint_returns_the_batch_cli_rows_and_a_csv(client, tmp_path):
     assert rows[0][-1] == "not an image" and all(row[-1] == "" for row in rows[1:])
     with open(csv_path, newline="") as handle:
         assert [list(r.values()) for r in csv.DictReader(handle)] == rows  # the download is the table
-    assert message.startswith("Scored: images 3, faces 4, errors 1")
+    assert message.startswith("Scored: images 3, faces 4 (hog 4), errors 1")
 
 
 def test_only_gradio_paths_are_served_and_big_uploads_are_refused(server, tmp_path):

@@ -68,3 +68,5 @@ def test_every_detector_finds_a_chip_and_the_cascade_finds_a_tilted_one(chips, a
     assert [face.detector for face in aligner.faces(upright, "cnn")] == ["cnn"]
     with pytest.raises(ValueError, match="unknown detector"):
         aligner.faces(upright, "yolo")
+    for shape in ((8, 8, 3), (8, 300, 3), (20, 20, 3)):  # dlib's CNN would crash the process on these
+        assert aligner.faces(np.full(shape, 128, np.uint8), "cnn") == []
