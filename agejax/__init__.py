@@ -1,8 +1,40 @@
 """agejax: age estimation from face images with Keras 3 on JAX."""
 
 import os
+import warnings
+from pathlib import Path
 
 # Keras reads the backend once, at its first import: agejax only runs on JAX.
 os.environ["KERAS_BACKEND"] = "jax"
+
+# Decoded data and compiled code live here (AGEJAX_CACHE overrides), outside any work tree.
+CACHE_ROOT = Path(os.environ.get("AGEJAX_CACHE", Path.home() / ".cache" / "agejax"))
+COMPILATION_CACHE_BYTES = 2 * 2**30  # least recently used programs are evicted beyond this
+
+
+def _use_compilation_cache() -> None:
+    """Keeps compiled XLA programs on disk, so a second run of any command skips compiling.
+
+    JAX keys each entry by its program, compile options and JAX version, so another
+    model or another JAX simply misses. Where the folder cannot be written, nothing is
+    set and every run compiles, as without a cache. JAX reads these variables when it is
+    first imported, which agejax's modules do after this.
+    """
+    directory = Path(os.environ.get("JAX_COMPILATION_CACHE_DIR", CACHE_ROOT / "xla"))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(directory))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # Keras' many small ones too
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(COMPILATION_CACHE_BYTES))
+    # A damaged or unwritable entry only means compiling again: not worth a warning.
+    warnings.filterwarnings("ignore", message="Error (reading|writing) persistent compilation cache entry")
+
+
+_use_compilation_cache()
 
 __version__ = "0.1.0"

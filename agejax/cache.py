@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+import agejax
 from agejax import data, split
 from agejax.images import decode_face
 
-DEFAULT_ROOT = Path(os.environ.get("AGEJAX_CACHE", Path.home() / ".cache" / "agejax"))
+DEFAULT_ROOT = agejax.CACHE_ROOT
 
 
 @dataclasses.dataclass
