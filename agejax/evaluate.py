@@ -17,11 +17,11 @@ from sklearn.metrics import confusion_matrix
 from tqdm import tqdm
 
 from agejax import cache, data
+from agejax.conformal import COVERAGES, conformal_quantile, conformity_scores, interval_half_width
 from agejax.data import GENDERS, RACES
 from agejax.images import decode_face
 
 DECADES = tuple(f"{10 * d}-{10 * d + 9}" for d in range(9)) + ("90+",)
-COVERAGES = (0.8, 0.9)
 
 
 def decade_of(ages: np.ndarray) -> np.ndarray:
@@ -68,25 +68,6 @@ def decade_confusion(true: np.ndarray, predicted: np.ndarray) -> dict[str, list]
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     return {"labels": list(DECADES), "counts": counts.tolist(), "row_normalised": shares.round(4).tolist()}
-
-
-def conformity_scores(true: np.ndarray, predicted: np.ndarray, std: np.ndarray | None) -> np.ndarray:
-    """|error|, divided by the model's own std when it has one, so intervals widen where it is unsure."""
-    scores = np.abs(np.asarray(true, np.float64) - np.asarray(predicted, np.float64))
-    return scores if std is None else scores / np.maximum(np.asarray(std, np.float64), 1e-6)
-
-
-def conformal_quantile(calibration_scores: np.ndarray, coverage: float) -> float:
-    """Split-conformal threshold: the ceil((n+1)c)/n empirical quantile of the calibration scores."""
-    scores = np.sort(np.asarray(calibration_scores, np.float64))
-    rank = math.ceil((len(scores) + 1) * coverage)
-    if rank > len(scores):
-        return math.inf  # too few calibration points for this coverage
-    return float(scores[rank - 1])
-
-
-def interval_half_width(threshold: float, std: np.ndarray | None, count: int) -> np.ndarray:
-    return np.full(count, threshold) if std is None else threshold * np.asarray(std, np.float64)
 
 
 def conformal_report(

@@ -20,7 +20,7 @@ from PIL import Image
 from agejax import checkpoint, models, pipeline
 from agejax.configs import TrainConfig
 from agejax.data import MAX_AGE
-from agejax.evaluate import interval_half_width
+from agejax.conformal import interval_half_width
 from agejax.images import to_square_array
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from agejax import evaluate
+from agejax import conformal, evaluate
 from conftest import jpeg_bytes, save_tiny_checkpoint
 
 
@@ -43,9 +43,9 @@ def test_grouped_metrics_per_group_and_empty_groups():
 
 def test_conformal_quantile_is_the_finite_sample_rank():
     scores = np.arange(1, 10)  # n = 9
-    assert evaluate.conformal_quantile(scores, 0.8) == 8  # ceil(10 * 0.8) = 8th smallest
-    assert evaluate.conformal_quantile(scores, 0.9) == 9
-    assert evaluate.conformal_quantile(np.arange(3), 0.9) == math.inf
+    assert conformal.conformal_quantile(scores, 0.8) == 8  # ceil(10 * 0.8) = 8th smallest
+    assert conformal.conformal_quantile(scores, 0.9) == 9
+    assert conformal.conformal_quantile(np.arange(3), 0.9) == math.inf
 
 
 @pytest.mark.parametrize("with_std", [True, False])
