@@ -44,21 +44,34 @@ REFERENCES = [
 ]
 
 
-def lenient_image_input(**kwargs) -> gr.Image:
-    """A gr.Image input that passes any upload on as a file path, so an unreadable file gets our
-    message rather than Gradio's error. (Wrapping, not subclassing: a gr.Image subclass makes
-    Gradio write a .pyi file next to this one at import.)"""
-    image = gr.Image(type="filepath", **kwargs)
-    strict_preprocess = image.preprocess
+def lenient(component, fallback):
+    """The component, passing what its own check refuses on as ``fallback(payload)``.
+
+    The queue runs concurrent requests as one batch, and an input Gradio refuses (an
+    unknown model name from the API, an unreadable upload) would fail every request in
+    it; passed on, it gets our message and fails alone. (Wrapping, not subclassing: a
+    component subclass makes Gradio write a .pyi file next to this one at import.)
+    """
+    strict_preprocess = component.preprocess
 
     def preprocess(payload):
         try:
             return strict_preprocess(payload)
         except Exception:
-            return None if payload is None else str(payload.path)
+            return fallback(payload)
 
-    image.preprocess = preprocess
-    return image
+    component.preprocess = preprocess
+    return component
+
+
+def lenient_image_input(**kwargs) -> gr.Image:
+    """A gr.Image input that passes any upload on as a file path."""
+    return lenient(gr.Image(type="filepath", **kwargs), lambda payload: None if payload is None else str(payload.path))
+
+
+def model_input(choices: list) -> gr.Radio:
+    """The model choice; a name that is not installed reaches the function, which says so."""
+    return lenient(gr.Radio(choices, value=choices[0][1], label="model"), str)
 
 
 def available_models() -> dict[str, Predictor]:
@@ -129,6 +142,10 @@ def explain(rows: list[dict], size: tuple[int, int] | None) -> str:
             "90 % interval held the true age about 9 times in 10.")
 
 
+def unknown_model(name: str, predictors: dict[str, Predictor]) -> str:
+    return f"**No model named {name!r} is installed.** Choose one of: {', '.join(predictors)}."
+
+
 def make_estimate(predictors: dict[str, Predictor]):
     batch.prepare_reader(aligned=False)
 
@@ -142,7 +159,7 @@ def make_estimate(predictors: dict[str, Predictor]):
             if not path:
                 messages[i] = "**Please upload a photo, take one with the webcam, or pick an example.**"
             elif name not in predictors:
-                messages[i] = f"**The {name} model is not installed in `checkpoints/`.**"
+                messages[i] = unknown_model(name, predictors)
             else:
                 key = (name, bool(aligned_flags[i]), bool(whole_flags[i]), detectors[i] or "auto")
                 groups.setdefault(key, []).append(i)
@@ -174,7 +191,7 @@ def make_batch(predictors: dict[str, Predictor]):
         if len(files) > MAX_BATCH_FILES:
             return [], None, f"**Please send at most {MAX_BATCH_FILES} files at a time** (or use scripts/batch_predict.py)."
         if model_name not in predictors:
-            return [], None, f"**The {model_name} model is not installed in `checkpoints/`.**"
+            return [], None, unknown_model(model_name, predictors)
         work = Path(tempfile.mkdtemp(prefix="agejax_batch_"))
         folder = work / "images"
         folder.mkdir()
@@ -297,7 +314,7 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                 with gr.Column():
                     photo = lenient_image_input(label="photo", sources=["upload", "webcam", "clipboard"],
                                                 elem_id="estimate-photo")
-                    model = gr.Radio(choices, value=names[0], label="model")
+                    model = model_input(choices)
                     aligned = gr.Checkbox(label="Already an aligned face crop (like UTKFace): skip detection")
                     whole = gr.Checkbox(label="Score the whole image when no face is found")
                     detector = gr.Radio(DETECTOR_CHOICES, value="auto", label="face detector")
@@ -322,7 +339,7 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     files = gr.File(file_count="multiple", label="images", file_types=["image"])
-                    batch_model = gr.Radio(choices, value=names[0], label="model")
+                    batch_model = model_input(choices)
                     batch_aligned = gr.Checkbox(label="These are aligned face crops: skip detection")
                     batch_whole = gr.Checkbox(label="Score the whole image when no face is found")
                     batch_detector = gr.Radio(DETECTOR_CHOICES, value="auto", label="face detector")

@@ -126,8 +126,27 @@ def test_the_detector_choice_reaches_the_cascade(client, tmp_path):
 def test_missing_image_and_unknown_model_get_clear_messages(client):
     _, _, message = client.predict(None, "cnn", False, False, api_name="/estimate")
     assert "Please upload a photo" in message
-    with pytest.raises(Exception, match="not in the list of choices"):
-        client.predict(handle_file(str(REPO / "examples" / "utkface_4.jpg")), "vgg", True, False, api_name="/estimate")
+    image, table, message = client.predict(handle_file(str(REPO / "examples" / "utkface_4.jpg")), "vgg", True, False,
+                                           api_name="/estimate")
+    assert image is None and table["data"] == [] and message.startswith("**No model named 'vgg' is installed")
+
+
+def test_a_bad_request_batched_with_good_ones_fails_alone(server, tmp_path):
+    """Requests queued together run as one batch: an unknown model or a broken file answers alone."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    photo = handle_file(str(REPO / "examples" / "group.jpg"))
+    requests = [(photo, "cnn"), (photo, "vgg"), (handle_file(str(broken)), "cnn"), (photo, "cnn")] * 3
+    clients = [Client(server[0], verbose=False) for _ in requests]
+    jobs = [c.submit(image, model, False, False, api_name="/estimate") for c, (image, model) in zip(clients, requests)]
+    for (_, model), job in zip(requests, jobs):
+        image, table, message = job.result(timeout=300)
+        if model == "vgg":
+            assert image is None and message.startswith("**No model named 'vgg' is installed")
+        elif image is None:
+            assert "This file could not be used: not an image" in message
+        else:
+            assert message.startswith("Found 3 faces") and len(table["data"]) == 3
 
 
 def test_batch_endpoint_returns_the_batch_cli_rows_and_a_csv(client, tmp_path):
@@ -175,7 +194,7 @@ def test_a_real_browser_uploads_a_photo_and_reads_the_ages(server, tmp_path):
         browser.wait_for("document.querySelector('#estimate-photo img') !== null")  # the upload has landed
         browser.evaluate("document.querySelector('#estimate-button').click()")
         cells = browser.wait_for(
-            "(c => c.length >= 15 && c)([...document.querySelectorAll('#faces-table [role=gridcell]')]"
+            "(c => c.length >= 18 && c)([...document.querySelectorAll('#faces-table [role=gridcell]')]"
             ".map(td => td.innerText.trim()).filter(text => text !== ''))"
         )
         message = browser.evaluate("document.querySelector('#estimate-message').innerText")
@@ -183,8 +202,8 @@ def test_a_real_browser_uploads_a_photo_and_reads_the_ages(server, tmp_path):
     finally:
         browser.close()
     assert message.startswith("Found 3 faces")
-    rows = [cells[i : i + 5] for i in range(0, 15, 5)]
-    assert [row[0] for row in rows] == ["0", "1", "2"]
+    rows = [cells[i : i + 6] for i in range(0, 18, 6)]  # face, age, std, interval, box, found by
+    assert [row[0] for row in rows] == ["0", "1", "2"] and [row[5] for row in rows] == ["hog"] * 3
     assert all(0 <= float(row[1]) <= 116 for row in rows)  # the ages, as the page shows them
     with Image.open(tmp_path / "estimate.png") as shot:
         assert shot.format == "PNG" and shot.width >= 1000
