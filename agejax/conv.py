@@ -176,7 +176,7 @@ class FastConv2D(keras.layers.Conv2D):
         plain = (
             self.data_format == "channels_last" and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
         )
-        if not plain or keras.backend.backend() != "jax":
+        if not plain:
             return super().convolution_op(inputs, kernel)
         return conv2d(inputs, keras.ops.convert_to_tensor(kernel, inputs.dtype), self.strides, self.padding)
 
