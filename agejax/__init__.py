@@ -4,11 +4,17 @@ import os
 import warnings
 from pathlib import Path
 
-# Keras reads the backend once, at its first import: agejax only runs on JAX.
+# Keras reads the backend once, at its first import: agejax only runs on JAX. Python runs
+# this file before any agejax module, so their own `import keras` comes after it.
 os.environ["KERAS_BACKEND"] = "jax"
 
 # Decoded data and compiled code live here (AGEJAX_CACHE overrides), outside any work tree.
 CACHE_ROOT = Path(os.environ.get("AGEJAX_CACHE", Path.home() / ".cache" / "agejax"))
+# What the repository ships beside the code (checkpoints/, examples/, benchmark results):
+# a checkout keeps it at its root, an installed wheel inside the package (pyproject.toml).
+_PACKAGE = Path(__file__).resolve().parent
+SHIPPED_ROOT = _PACKAGE if (_PACKAGE / "checkpoints").is_dir() else _PACKAGE.parent
+
 COMPILATION_CACHE_BYTES = 2 * 2**30  # least recently used programs are evicted beyond this
 
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 
-import agejax  # noqa: F401  (sets the JAX backend before keras loads)
-
 import jax
 import jax.numpy as jnp
-from jax import lax
 import keras
+from jax import lax
 from keras import ops
 
 from agejax.configs import AUGMENTATION_FIELDS

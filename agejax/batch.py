@@ -23,20 +23,18 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from agejax import data, images
+from agejax import data, scoring
+from agejax.images import IMAGE_SUFFIXES
+from agejax.scoring import NO_FACE, FaceAge, FoundFaces
 
 if TYPE_CHECKING:
     from agejax.predict import Predictor
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 COLUMNS = (
     "path", "face", "crop", "detector", "left", "top", "right", "bottom", "age", "std", "low90", "high90", "model", "error",
 )
-MAX_DECODE_SIDE = 2048  # larger photos are decoded downscaled; boxes are still in full-size pixels
-NO_FACE = "no face found"
 FILE_TIMEOUT = 300  # seconds one file may take in a worker
 
 
@@ -107,12 +105,8 @@ def walk_images(root: Path) -> Iterator[tuple[str, str]]:
 
 @dataclasses.dataclass
 class FileResult:
-    path: str
-    error: str = ""
-    crops: list[str] = dataclasses.field(default_factory=list)  # "face", "aligned" or "whole"
-    detectors: list[str] = dataclasses.field(default_factory=list)  # per face: "hog", "cnn", or "" (not detected)
-    boxes: list[tuple[int, int, int, int]] = dataclasses.field(default_factory=list)  # left, top, right, bottom
-    chips: np.ndarray | None = None  # (faces, size, size, 3) uint8
+    path: str  # relative to the root, as written to the CSV
+    found: FoundFaces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,71 +117,27 @@ class ReadOptions:
     detector: str = "auto"  # one of agejax.faces.DETECTORS
 
 
-_aligner = None
-
-
 def prepare_reader(aligned: bool) -> None:
-    """Loads what read_file needs in this process: the face detector, unless inputs are aligned."""
-    global _aligner
-    if not aligned and _aligner is None:
-        from agejax.faces import FaceAligner
-
-        _aligner = FaceAligner()
+    """Loads the face detector in this process up front, unless inputs are aligned."""
+    if not aligned:
+        scoring.face_aligner()
 
 
 def read_file(root: Path, relative: str, options: ReadOptions) -> FileResult:
-    """Decodes one file and cuts its face chips; every failure becomes a short error.
-
-    Call prepare_reader first in the process that runs it.
-    """
-    result = FileResult(relative)
+    """Decodes one file and cuts its face chips; every failure becomes a short error."""
     try:
-        payload = (root / relative).read_bytes()
-    except OSError as err:
-        result.error = f"cannot read file ({err.strerror or type(err).__name__})"
-        return result
-    if not payload:
-        result.error = "empty file"
-        return result
-    try:
-        image = images.open_rgb(payload, MAX_DECODE_SIDE)
-    except Image.DecompressionBombError:
-        result.error = "image too large (decompression bomb limit)"
-        return result
-    except images.ImageTooLarge as err:
-        result.error = str(err)
-        return result
-    except UnidentifiedImageError:
-        result.error = "not an image"
-        return result
-    except Exception as err:  # PIL raises many types for damaged files
-        result.error = f"corrupt image ({type(err).__name__}: {str(err)[:80]})"
-        return result
-    full_width, full_height = image.info["full_size"]
-    scale = full_width / image.width
-    size = options.image_size
-    if not options.aligned:
-        faces = _aligner.faces(np.asarray(image), options.detector)
-        if faces:
-            result.crops = ["face"] * len(faces)
-            result.detectors = [face.detector for face in faces]
-            result.boxes = [tuple(int(round(v * scale)) for v in face.box) for face in faces]
-            result.chips = np.stack([images.to_square_array(Image.fromarray(face.chip), size) for face in faces])
-            return result
-        if not options.whole_if_no_face:
-            result.error = NO_FACE
-            return result
-    result.crops = ["aligned" if options.aligned else "whole"]
-    result.detectors = [""]
-    result.boxes = [(0, 0, full_width, full_height)]
-    result.chips = images.to_square_array(image, size)[np.newaxis]
-    return result
+        image = scoring.read(root / relative)
+    except scoring.UnusableImage as err:
+        return FileResult(relative, FoundFaces(error=str(err)))
+    found = scoring.find_faces(image, options.image_size, aligned=options.aligned,
+                               whole_if_no_face=options.whole_if_no_face, detector=options.detector)
+    return FileResult(relative, found)
 
 
 def _read_job(job: tuple[Path, str, str, ReadOptions]) -> FileResult:
     root, relative, error, options = job
     if error:
-        return FileResult(relative, error=error)
+        return FileResult(relative, FoundFaces(error=error))
     return read_file(root, relative, options)
 
 
@@ -200,7 +150,7 @@ def _in_order(pool, jobs: Iterator, window: int) -> Iterator[FileResult]:
         try:
             return pending.get(timeout=FILE_TIMEOUT)
         except multiprocessing.TimeoutError:  # a worker that died never answers
-            return FileResult(relative, error=f"no result within {FILE_TIMEOUT} s (the worker crashed or hung)")
+            return FileResult(relative, FoundFaces(error=f"no result within {FILE_TIMEOUT} s (the worker crashed or hung)"))
 
     for job in jobs:
         in_flight.append((job[1], pool.apply_async(_read_job, (job,))))
@@ -286,66 +236,18 @@ def from_spreadsheet(text: str) -> str:
     return text[1:] if text.startswith("'") else text
 
 
-def _rows(result: FileResult, scores: list[tuple], model_name: str) -> list[list]:
-    """CSV rows of one file: one per face with its (age, std, low, high), or one with the error.
-
-    Text cells (path, model, error) are spreadsheet-safe.
-    """
+def _rows(result: FileResult, faces: list[FaceAge], model_name: str) -> list[list]:
+    """CSV rows of one file: one per face, or one with the error. Text cells are spreadsheet-safe."""
     path, model_name = spreadsheet_safe(result.path), spreadsheet_safe(model_name)
-    if result.error:
-        return [[path, *[""] * (len(COLUMNS) - 3), model_name, spreadsheet_safe(result.error)]]
+    if result.found.error:
+        return [[path, *[""] * (len(COLUMNS) - 3), model_name, spreadsheet_safe(result.found.error)]]
     rows = []
-    faces = zip(result.crops, result.detectors, result.boxes, scores)
-    for face, (crop, detector, box, (age, std, low, high)) in enumerate(faces):
-        std, low, high = ("" if v is None else f"{v:.{digits}f}" for v, digits in ((std, 2), (low, 1), (high, 1)))
-        rows.append([path, face, crop, detector, *box, f"{age:.2f}", std, low, high, model_name, ""])
+    for index, face in enumerate(faces):
+        std, low, high = ("" if v is None else f"{v:.{digits}f}"
+                          for v, digits in ((face.std, 2), (face.low90, 1), (face.high90, 1)))
+        rows.append([path, index, face.crop, face.detector, *face.box, f"{face.age:.2f}", std, low, high,
+                     model_name, ""])
     return rows
-
-
-def _predict_padded(predictor: Predictor, chips: np.ndarray, batch_size: int) -> list[tuple]:
-    """(age, std, low90, high90) per chip, std/low/high None where the model has none.
-
-    Pads to whole batches so every call has the same shape: one compilation, and each
-    face's score does not depend on how the files were batched or sharded.
-    """
-    count = len(chips)
-    padding = -count % batch_size
-    chips = np.asarray(chips)
-    if padding:
-        chips = np.concatenate([chips, np.zeros((padding, *chips.shape[1:]), chips.dtype)])
-    prediction = predictor.predict(chips, batch_size=batch_size)
-    interval = predictor.interval(prediction, "90")
-    return [
-        (
-            prediction.age[i],
-            None if prediction.std is None else prediction.std[i],
-            None if interval is None else interval[0][i],
-            None if interval is None else interval[1][i],
-        )
-        for i in range(count)
-    ]
-
-
-def bucket_size(count: int, largest: int) -> int:
-    """The padded batch for `count` faces: the next power of two, then multiples of `largest`.
-
-    A few fixed shapes compile once each, and one face does not pay for a full batch.
-    """
-    if count >= largest:
-        return largest
-    return 1 << max(0, count - 1).bit_length()
-
-
-def score_files(results: list[FileResult], predictor: Predictor, largest_batch: int = 16) -> list[list[dict]]:
-    """Scores several read files in one model call: per file, its CSV rows as dicts of strings keyed by COLUMNS."""
-    chips = [chip for result in results if result.chips is not None for chip in result.chips]
-    scores = _predict_padded(predictor, np.stack(chips), bucket_size(len(chips), largest_batch)) if chips else []
-    per_file = []
-    for result in results:
-        faces = 0 if result.chips is None else len(result.chips)
-        mine, scores = scores[:faces], scores[faces:]
-        per_file.append([dict(zip(COLUMNS, map(str, row))) for row in _rows(result, mine, predictor.name)])
-    return per_file
 
 
 # The run.
@@ -384,8 +286,8 @@ class _BatchScorer:
 
     def add(self, result: FileResult) -> None:
         self.waiting.append(result)
-        if result.chips is not None:
-            self.chips.extend(result.chips)
+        if result.found.chips is not None:
+            self.chips.extend(result.found.chips)
         if len(self.chips) >= self.batch_size:
             self._score(len(self.chips) // self.batch_size * self.batch_size)
         elif not self.chips:
@@ -399,7 +301,7 @@ class _BatchScorer:
     def _score(self, count: int) -> None:
         batch = np.stack(self.chips[:count])
         del self.chips[:count]
-        self.scores += _predict_padded(self.predictor, batch, self.batch_size)
+        self.scores += scoring.score_chips(self.predictor, batch, self.batch_size)
         self._write_finished()
 
     def _write_finished(self) -> None:
@@ -407,11 +309,11 @@ class _BatchScorer:
         writer = csv.writer(buffer)
         while self.waiting:
             result = self.waiting[0]
-            faces = 0 if result.chips is None else len(result.chips)
+            faces = result.found.count
             if faces > len(self.scores):
                 break
             scores, self.scores = self.scores[:faces], self.scores[faces:]
-            writer.writerows(_rows(result, scores, self.predictor.name))
+            writer.writerows(_rows(result, scoring.face_ages(result.found, scores), self.predictor.name))
             self.waiting.popleft()
         if buffer.tell():
             self.out.write(buffer.getvalue())
@@ -461,10 +363,11 @@ def run(
         bar = stack.enter_context(tqdm(unit="img", file=sys.stderr, disable=not progress, smoothing=0.1))
         for result in results:
             summary.images += 1
-            summary.faces += 0 if result.chips is None else len(result.chips)
-            summary.faces_by_detector.update(name for name in result.detectors if name)
-            summary.no_face += result.error == NO_FACE
-            summary.errors += bool(result.error) and result.error != NO_FACE
+            error = result.found.error
+            summary.faces += result.found.count
+            summary.faces_by_detector.update(name for name in result.found.detectors if name)
+            summary.no_face += error == NO_FACE
+            summary.errors += bool(error) and error != NO_FACE
             scorer.add(result)
             bar.update()
         scorer.finish()

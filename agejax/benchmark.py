@@ -17,8 +17,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-import agejax  # noqa: F401  (sets the JAX backend before keras loads)
-
 import jax
 import keras
 import numpy as np

@@ -2,7 +2,7 @@
 
 A checkpoint folder holds
     config.json   the TrainConfig that rebuilds the architecture
-    weights.npz   every model weight, in model.weights order:
+    weights.npz   every model weight, keyed by its path (e.g. "stem_conv/kernel"):
                   conv/dense kernels as int8 with one float32 scale per output channel
                   ("int8") or as float16 ("float16"); everything else as float32
     metrics.json  what the export measured, written by scripts/export_checkpoint.py
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import agejax  # noqa: F401  (sets the JAX backend before keras loads)
 
 import keras
 import numpy as np
@@ -45,43 +43,68 @@ def save(model: keras.Model, config: TrainConfig, folder: Path, weight_format: s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
-    for i, weight in enumerate(model.weights):
+    for weight in model.weights:
         value = np.asarray(keras.ops.convert_to_numpy(weight))
+        key = weight.path  # e.g. "stem_conv/kernel": unique in a model, stable across layer order
         if not np.issubdtype(value.dtype, np.floating):
-            arrays[f"{i}_raw"] = value  # e.g. the augmentation's seed state
+            arrays[f"{key}:raw"] = value  # e.g. a random seed's state
         elif _is_kernel(weight) and weight_format == "int8":
-            arrays[f"{i}_q"], arrays[f"{i}_scale"] = quantize_int8(value)
+            arrays[f"{key}:q"], arrays[f"{key}:scale"] = quantize_int8(value)
         elif _is_kernel(weight) and weight_format == "float16":
-            arrays[f"{i}_f16"] = value.astype(np.float16)
+            arrays[f"{key}:f16"] = value.astype(np.float16)
         else:
-            arrays[f"{i}_f32"] = value.astype(np.float32)
+            arrays[f"{key}:f32"] = value.astype(np.float32)
     np.savez_compressed(folder / "weights.npz", **arrays)
     (folder / "config.json").write_text(config.to_json())
 
 
+class WeightsMismatch(ValueError):
+    """weights.npz does not hold exactly the weights of the model its config.json builds."""
+
+
+def _value(stored, key: str) -> np.ndarray:
+    if f"{key}:q" in stored:
+        return stored[f"{key}:q"].astype(np.float32) * stored[f"{key}:scale"]
+    if f"{key}:f16" in stored:
+        return stored[f"{key}:f16"].astype(np.float32)
+    return stored[f"{key}:f32"] if f"{key}:f32" in stored else stored[f"{key}:raw"]
+
+
 def load(folder: Path) -> tuple[keras.Model, TrainConfig]:
-    """Rebuilds the model from config.json and fills in the decompressed weights."""
+    """Rebuilds the model from config.json and fills in each weight by its path.
+
+    A weight missing from the file, one the model does not have, or a shape that differs
+    is an error that names them, never a silent load into the wrong layer.
+    """
     folder = Path(folder)
     config = TrainConfig.from_json(folder / "config.json")
     model = models.build_from_config(config)
     with np.load(folder / "weights.npz") as stored:
-        values = []
-        for i, weight in enumerate(model.weights):
-            if f"{i}_q" in stored:
-                value = stored[f"{i}_q"].astype(np.float32) * stored[f"{i}_scale"]
-            elif f"{i}_f16" in stored:
-                value = stored[f"{i}_f16"].astype(np.float32)
-            elif f"{i}_f32" in stored:
-                value = stored[f"{i}_f32"]
-            elif f"{i}_raw" in stored:
-                value = stored[f"{i}_raw"]
-            else:
-                raise ValueError(f"{folder}/weights.npz has no value for weight {i} ({weight.path})")
-            if tuple(value.shape) != tuple(weight.shape):
-                raise ValueError(f"{folder}: weight {weight.path} has shape {value.shape}, expected {weight.shape}")
-            values.append(value)
+        stored_keys = {name.rpartition(":")[0] for name in stored.files}
+        if not any(stored_keys):  # written before weights were keyed by path: "{index}_{kind}"
+            stored = {name.replace("_", ":", 1): stored[name] for name in stored.files}
+            stored_keys = {name.rpartition(":")[0] for name in stored}
+            keys = [str(index) for index in range(len(model.weights))]
+        else:
+            keys = [weight.path for weight in model.weights]
+        missing, unexpected = sorted(set(keys) - stored_keys), sorted(stored_keys - set(keys))
+        if missing or unexpected:
+            raise WeightsMismatch(
+                f"{folder}/weights.npz does not match the {config.backbone} its config.json builds: "
+                f"missing {_listed(missing)}; unexpected {_listed(unexpected)}"
+            )
+        values = [_value(stored, key) for key in keys]
+    for weight, value in zip(model.weights, values):
+        if tuple(value.shape) != tuple(weight.shape):
+            raise WeightsMismatch(f"{folder}: weight {weight.path} has shape {value.shape}, expected {weight.shape}")
     model.set_weights(values)
     return model, config
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    if not names:
+        return "none"
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def read_metrics(folder: Path) -> dict:

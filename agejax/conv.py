@@ -23,8 +23,6 @@ import functools
 import json
 from pathlib import Path
 
-import agejax  # noqa: F401  (sets the JAX backend before keras loads)
-
 import jax
 import jax.numpy as jnp
 import keras

@@ -15,10 +15,11 @@ import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from agejax.images import IMAGE_SUFFIXES
+
 MAX_AGE = 116
 GENDERS = ("male", "female")
 RACES = ("White", "Black", "Asian", "Indian", "Others")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 class MalformedName(ValueError):

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")  # what we read
 
 # The most pixels decoded at full size, after a JPEG's reduced decode: 64 MP (a 61 MP
 # camera's frame fits) is 256 MB at 4 bytes a pixel, plus the file's bytes, so the CLI

@@ -10,8 +10,6 @@ cast -> Augment (active only in training) -> backbone -> head.
 
 from __future__ import annotations
 
-import agejax  # noqa: F401  (sets the JAX backend before keras loads)
-
 import keras
 import numpy as np
 from keras import layers, ops

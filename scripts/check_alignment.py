@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from agejax import data, faces  # noqa: E402
-from agejax.images import decode_face  # noqa: E402
+from agejax import data, faces
+from agejax.images import decode_face
 
 PADDINGS = (0.1, 0.14, 0.16, 0.17, 0.18, 0.19, 0.2, 0.22, 0.25, 0.3, 0.4)
 
@@ -33,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     picked = records[:: max(1, len(records) // args.count)][: args.count]
     aligner = faces.FaceAligner()
     originals, rects = [], []
-    for record, payload in data.iter_image_bytes(picked):
+    for _, payload in data.iter_image_bytes(picked):
         if payload is None:
             continue
         chip = decode_face(payload, faces.CHIP_SIZE)

@@ -11,22 +11,19 @@ not test: this is what training choices are made on.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from agejax import data, degrade, images, split  # noqa: E402
+from agejax import data, degrade, images, metrics, split
 
 
 def validation_chips(source: Path) -> tuple[list[Image.Image], np.ndarray]:
     archives = sorted(source.glob("*.tar.gz")) or [source]
-    records = split.apply_manifest(data.scan(archives).records, split.read_manifest()).by_split["val"]
+    records = split.records_of(archives, "val")
     chips, ages = [], []
     for record, payload in data.iter_image_bytes(records):
         if payload is not None:
@@ -50,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         maes = {}
         for kind, function in degrade.DEGRADATIONS.items():
             faces = np.stack([images.to_square_array(function(chip), predictor.image_size) for chip in chips])
-            maes[kind] = round(float(np.mean(np.abs(predictor.predict(faces).age - ages))), 3)
+            maes[kind] = round(metrics.mae(ages, predictor.predict(faces).age), 3)
             print(f"{predictor.name} {kind}: MAE {maes[kind]:.2f}", file=sys.stderr)
         results[predictor.name] = maes
     kinds = list(degrade.DEGRADATIONS)

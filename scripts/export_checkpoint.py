@@ -1,11 +1,14 @@
 """Turns a finished training run into a compact shipped checkpoint, and measures what compression cost.
 
     python scripts/export_checkpoint.py --run-dir runs/cnn_cpu --name cnn
+    python scripts/export_checkpoint.py --run-dir checkpoints/cnn --name cnn   # re-export in place
 
 Writes checkpoints/<name>/: weights.npz (compressed), config.json, metrics.json,
 history.csv, curves.png, a model card (README.md) and the test-split evaluation
 report (report/: metrics, plots, intervals calibrated on validation). Validation and
-test MAE are measured for both the full-precision run model and the compressed one.
+test MAE are measured for both the source model and the compressed one. Whether each
+face is also scored mirrored (test-time flip) is decided on validation. A checkpoint
+with a lower validation MAE is not replaced without --replace-worse.
 """
 
 from __future__ import annotations
@@ -17,16 +20,14 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agejax import cache, checkpoint, evaluate, report, split  # noqa: E402
-from agejax.predict import CHECKPOINTS, Predictor  # noqa: E402
+from agejax import cache, checkpoint, evaluate, metrics, report, split
+from agejax.predict import CHECKPOINTS, Predictor
 
 MAX_MAE_SHIFT = 0.05  # years: compression may not move test MAE by more
 
 
 def mae(predictor: Predictor, faces: evaluate.LabelledFaces) -> float:
-    return float(abs(predictor.predict(faces.images, batch_size=128).age - faces.ages).mean())
+    return metrics.mae(faces.ages, predictor.predict(faces.images, batch_size=128).age)
 
 
 MODEL_CARD = """\
@@ -40,7 +41,8 @@ exported with `python scripts/export_checkpoint.py --run-dir ... --name {name}`.
 |---|---|
 | validation MAE (years) | {val_mae:.2f} |
 | **test MAE (years)** | **{test_mae:.2f}** |
-| test MAE before {weight_format} compression | {reference_test_mae:.2f} |
+| test MAE of the source, {source} | {reference_test_mae:.2f} |
+| test-time flip (chosen on validation) | {flip_text} |
 | best epoch (chosen on validation) | {best_epoch} of {epochs} |
 | parameters | {parameters:,} |
 | input | {image_size}x{image_size} RGB aligned face crop |
@@ -65,25 +67,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights-format", choices=checkpoint.FORMATS, default="int8")
     parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT)
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help=f"where to write (default {CHECKPOINTS})")
+    parser.add_argument("--replace-worse", action="store_true",
+                        help="replace a checkpoint that has a lower validation MAE (refused otherwise)")
     args = parser.parse_args(argv)
 
     run_metrics = json.loads((args.run_dir / "metrics.json").read_text())
     reference = Predictor.load(args.run_dir)
-    target = args.checkpoints / args.name
-    checkpoint.save(reference.model, reference.config, target, args.weights_format)
-    compressed = Predictor.load(target)
-
     val = evaluate.cached_split("val", reference.image_size, args.cache_root)
     test = evaluate.cached_split("test", reference.image_size, args.cache_root)
+
+    # Test-time flip (each face averaged with its mirror image) only where validation says it pays.
+    reference.flip = False
+    val_without_flip = mae(reference, val)
+    reference.flip = True
+    val_with_flip = mae(reference, val)
+    reference.flip = val_with_flip < val_without_flip
+    reference_val = min(val_with_flip, val_without_flip)
+    target = args.checkpoints / args.name
+    shipped_before = checkpoint.read_metrics(target).get("val_mae")
+    if shipped_before is not None and reference_val > shipped_before and not args.replace_worse:
+        print(f"error: {target} is better on validation ({shipped_before:.3f} against {reference_val:.3f}); "
+              "pass --replace-worse to replace it anyway", file=sys.stderr)
+        return 1
+
+    checkpoint.save(reference.model, reference.config, target, args.weights_format)
+    compressed = Predictor.load(target)
+    compressed.flip = reference.flip
     test_report, predicted = evaluate.evaluate_predictor(compressed, test, calibration=val, verbose=0)
     command = "python scripts/export_checkpoint.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     test_report["command"] = command
     measured = {
-        "val": {"reference": mae(reference, val), "compressed": mae(compressed, val)},
+        "val": {"reference": reference_val, "compressed": mae(compressed, val)},
         "test": {"reference": mae(reference, test), "compressed": test_report["overall"]["mae"]},
     }
     shift = measured["test"]["compressed"] - measured["test"]["reference"]
-    metrics = {
+    shipped = {
         "name": args.name,
         "model": run_metrics["model"],
         "val_mae": round(measured["val"]["compressed"], 4),
@@ -91,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         "reference_val_mae": round(measured["val"]["reference"], 4),
         "reference_test_mae": round(measured["test"]["reference"], 4),
         "compression_test_mae_shift": round(shift, 4),
+        "test_time_flip": reference.flip,
+        # A run's full-precision model.keras, or a checkpoint's weights re-exported (already compressed).
+        "source": "run model.keras" if (args.run_dir / "model.keras").exists() else "checkpoint weights.npz",
+        "reference_val_mae_without_flip": round(val_without_flip, 4),
         # Split-conformal thresholds calibrated on validation: interval = age +- threshold (x std).
         "conformal": {
             "score": test_report["conformal"]["score"],
@@ -102,17 +124,21 @@ def main(argv: list[str] | None = None) -> int:
         "manifest_sha256": split.manifest_hash(),
         **{k: run_metrics[k] for k in ("best_epoch", "parameters", "git_commit", "devices", "peak_rss_mib", "config")},
     }
-    (target / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (target / "metrics.json").write_text(json.dumps(shipped, indent=2) + "\n")
     for name in ("history.csv", "curves.png"):
-        shutil.copy(args.run_dir / name, target / name)
+        if (args.run_dir / name).resolve() != (target / name).resolve():
+            shutil.copy(args.run_dir / name, target / name)
     report.write_evaluation(target / "report", args.name, test_report, test.ages, predicted, target / "curves.png")
     (target / "README.md").write_text(
         MODEL_CARD.format(
-            title=run_metrics["model"], epochs=metrics["config"]["epochs"],
-            image_size=metrics["config"]["image_size"], manifest=metrics["manifest_sha256"][:12], **metrics,
+            title=run_metrics["model"], epochs=shipped["config"]["epochs"],
+            image_size=shipped["config"]["image_size"], manifest=shipped["manifest_sha256"][:12],
+            flip_text=(f"yes: validation MAE {shipped['reference_val_mae']:.2f} with, "
+                       f"{shipped['reference_val_mae_without_flip']:.2f} without") if reference.flip else "no",
+            **shipped,
         )
     )
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(shipped, indent=2))
     if abs(shift) > MAX_MAE_SHIFT:
         print(f"error: {args.weights_format} moved test MAE by {shift:+.3f} years (limit {MAX_MAE_SHIFT})", file=sys.stderr)
         return 1

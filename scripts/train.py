@@ -1,86 +1,11 @@
 """Trains an age model on the cached UTKFace split; rerun the same command to resume.
 
-    python scripts/train.py --preset cnn_cpu --run-dir runs/cnn
-    python scripts/train.py --backbone resnet50 --image-size 64 --epochs 5 --run-dir runs/r50
-    python scripts/train.py --preset cnn_cpu --benchmark     # img/s: fast vs stock convolutions, and the floor
-    python scripts/train.py --preset resnet50_gpu --run-dir runs/r50 --stop-after 540
-
-With --stop-after SECONDS training ends at the last epoch end that fits, exits with
-status 3 and resumes when rerun; a finished run exits with 0.
-
-On CPU it spreads each batch over 2 virtual devices (data parallel). Build the
-cache first: python scripts/prepare_data.py --source <UTKFace> --size <image size>
+The same command as `agejax-train`; the code is agejax/cli/train.py (`python scripts/train.py --help`).
 """
 
-from __future__ import annotations
+import sys
 
-import os
-
-# Two virtual CPU devices for data parallelism; must be set before JAX starts.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agejax import cache, configs  # noqa: E402
-
-EXIT_UNFINISHED = 3  # stopped at --stop-after; rerun to resume
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(configs.PRESETS), help="start from a named config")
-    defaults = configs.TrainConfig()
-    for field in dataclasses.fields(configs.TrainConfig):
-        kind = {"int": int, "float": float}.get(str(field.type), str)
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}", type=kind, default=None,
-            help=f"(default {getattr(defaults, field.name)!r}, or the preset's)",
-        )
-    parser.add_argument("--run-dir", type=Path, help="where the run writes; reuse it to resume")
-    parser.add_argument("--benchmark", action="store_true",
-                        help="instead of training, time real augmented steps with agejax's and with Keras' stock "
-                             "convolutions, and steps on one on-device batch without augmentation (medians after "
-                             "warm-up), as one JSON document")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps in --benchmark mode (default 20)")
-    parser.add_argument("--stop-after", type=float, metavar="SECONDS",
-                        help="stop cleanly before this many seconds have passed; rerun to resume")
-    parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT)
-    args = parser.parse_args(argv)
-    if not args.benchmark and args.run_dir is None:
-        parser.error("--run-dir is required to train")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    config = configs.PRESETS[args.preset] if args.preset else configs.TrainConfig()
-    overrides = {
-        f.name: getattr(args, f.name) for f in dataclasses.fields(config) if getattr(args, f.name) is not None
-    }
-    config = dataclasses.replace(config, **overrides)
-
-    from agejax import benchmark, train  # imports JAX, after XLA_FLAGS is set
-
-    try:
-        if args.benchmark:  # stdout is one JSON document, the config included
-            metrics = benchmark.benchmark(config, args.steps, cache_root=args.cache_root)
-        else:
-            print(config.to_json(), end="")
-            # A progress bar only on a terminal; a log file gets one line per epoch.
-            verbose = "auto" if sys.stdout.isatty() else 2
-            metrics = train.train(config, args.run_dir, args.cache_root, verbose, stop_after_s=args.stop_after)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(metrics, indent=2))
-    return 0 if metrics.get("finished", True) else EXIT_UNFINISHED
-
+from agejax.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -99,7 +99,7 @@ def group_photo() -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
 
 
 def load_script(name: str):
-    """A script under scripts/ as a module, so tests call its main() in process."""
+    """A script under scripts/ that is not a console script, as a module, so tests call its main() in process."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from agejax import batch, data, split
-from conftest import REPO, SHARED_UTKFACE, group_photo, load_script, requires_shared, save_tiny_checkpoint
+from agejax.cli import batch_predict
 
-batch_predict = load_script("batch_predict")
+from conftest import REPO, SHARED_UTKFACE, group_photo, requires_shared, save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +247,7 @@ def test_every_face_of_a_real_group_photo_gets_a_row_with_its_box(tmp_path, tiny
     rows = read_rows(out)
     assert [row["face"] for row in rows] == ["0", "1", "2"] and {row["crop"] for row in rows} == {"face"}
     boxes = [tuple(int(row[k]) for k in ("left", "top", "right", "bottom")) for row in rows]
-    areas = [(r - l) * (b - t) for l, t, r, b in boxes]
+    areas = [(right - left) * (bottom - top) for left, top, right, bottom in boxes]
     assert areas == sorted(areas, reverse=True)  # face 0 is the largest
     for (left, top, right, bottom), portrait in zip(boxes, placed):  # each box inside its own portrait
         assert portrait[0] <= left < right <= portrait[2] and portrait[1] <= top < bottom <= portrait[3]
@@ -285,7 +285,3 @@ def test_aligned_utkface_test_split_reaches_the_reported_mae(tmp_path, capsys):
     assert all(0 <= float(r["low90"]) <= float(r["age"]) <= float(r["high90"]) <= 116 for r in rows)
     covered = np.mean([float(r["low90"]) <= data.parse_name(r["path"]).age <= float(r["high90"]) for r in rows])
     assert 0.87 <= covered <= 0.93  # the 90 % interval, calibrated on validation, holds on test
-
-
-def test_bucket_sizes_are_powers_of_two_up_to_the_largest_batch():
-    assert [batch.bucket_size(n, 16) for n in (1, 2, 3, 4, 5, 8, 9, 16, 17, 40)] == [1, 2, 4, 4, 8, 8, 16, 16, 16, 16]

@@ -3,6 +3,7 @@ import pytest
 
 from agejax import cache, split
 from agejax.images import decode_face
+
 from conftest import write_archive
 
 

@@ -3,6 +3,7 @@ import tarfile
 import pytest
 
 from agejax import data
+
 from conftest import MALFORMED, write_archive, write_images
 
 

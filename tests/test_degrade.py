@@ -4,6 +4,7 @@ import numpy as np
 from PIL import Image
 
 from agejax import degrade
+
 from conftest import REPO
 
 

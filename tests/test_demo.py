@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx
-import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-import demo
-from agejax import batch
+from agejax import batch, demo
+from agejax.predict import default_model
+
 from browser import CHROMIUM, Browser
 from conftest import REPO, group_photo
 
@@ -182,6 +184,31 @@ def test_the_report_and_about_tabs_show_every_model_and_the_references(server):
         assert f"agejax {demo.LABELS[name]}" in text
     assert "8.58" in text and "6.72" in text and "36.0" in text  # the earlier projects' figures
     assert "misses women's ages by" in text and "non-commercial research" in text
+
+
+def test_batch_tab_folders_are_bounded_however_many_requests_come(server):
+    score_batch = demo.make_batch(server[1])
+    crop = str(REPO / "examples" / "utkface_72.jpg")
+    folders = []
+    for _ in range(demo.KEEP_BATCH_FOLDERS + 5):
+        rows, csv_path, _ = score_batch([crop], "cnn", True, False)
+        assert len(rows) == 1 and rows[0][0] == "utkface_72.jpg" and Path(csv_path).exists()
+        folders.append(Path(csv_path).parent)
+    kept = [folder for folder in folders if folder.exists()]
+    assert kept == folders[-demo.KEEP_BATCH_FOLDERS:]
+    assert all(sorted(p.name for p in folder.iterdir()) == ["ages.csv"] for folder in kept)  # uploads' copies gone
+
+
+def test_the_model_choice_states_test_mae_and_defaults_to_the_best_on_validation(server):
+    config = httpx.get(f"{server[0]}config").json()
+    radios = [c["props"] for c in config["components"] if c.get("props", {}).get("label") == "model"]
+    assert len(radios) == 2  # the Estimate and the Batch tab
+    for radio in radios:
+        labels, names = zip(*radio["choices"])
+        assert radio["value"] == names[0] == default_model()
+        for label, name in zip(labels, names):
+            test_mae = json.loads((REPO / "checkpoints" / name / "metrics.json").read_text())["test_mae"]
+            assert label.endswith(f"(test MAE {test_mae:.2f} years)")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")

@@ -4,28 +4,30 @@ import math
 import numpy as np
 import pytest
 
-from agejax import conformal, evaluate
+from agejax import conformal, metrics
+from agejax.cli import evaluate as evaluate_script
+
 from conftest import jpeg_bytes, save_tiny_checkpoint
 
 
 def test_overall_metrics_match_hand_computed_values():
-    metrics = evaluate.overall_metrics(np.array([10, 20, 30, 40]), np.array([12, 20, 25, 50]))
+    overall = metrics.overall_metrics(np.array([10, 20, 30, 40]), np.array([12, 20, 25, 50]))
     # errors: +2, 0, -5, +10
-    assert metrics == pytest.approx({
+    assert overall == pytest.approx({
         "count": 4, "mae": 4.25, "mse": 32.25, "rmse": math.sqrt(32.25), "cs5": 0.75, "cs10": 1.0, "bias": 1.75,
     })
 
 
 def test_decade_bins_at_their_edges():
     ages = np.array([0, 9, 9.99, 10, 89, 90, 116, -3])
-    assert evaluate.decade_of(ages).tolist() == [0, 0, 0, 1, 8, 9, 9, 0]
-    assert evaluate.DECADES[0] == "0-9" and evaluate.DECADES[8] == "80-89" and evaluate.DECADES[9] == "90+"
+    assert metrics.decade_of(ages).tolist() == [0, 0, 0, 1, 8, 9, 9, 0]
+    assert metrics.DECADES[0] == "0-9" and metrics.DECADES[8] == "80-89" and metrics.DECADES[9] == "90+"
 
 
 def test_decade_confusion_counts_and_row_shares():
     true = np.array([9, 10, 89, 90, 116, 116])
     predicted = np.array([10, 9, 90, 89, 116, 95])
-    confusion = evaluate.decade_confusion(true, predicted)
+    confusion = metrics.decade_confusion(true, predicted)
     counts = np.array(confusion["counts"])
     assert counts.sum() == 6 and counts.shape == (10, 10)
     assert counts[0, 1] == 1 and counts[1, 0] == 1 and counts[8, 9] == 1 and counts[9, 8] == 1 and counts[9, 9] == 2
@@ -35,7 +37,7 @@ def test_decade_confusion_counts_and_row_shares():
 
 
 def test_grouped_metrics_per_group_and_empty_groups():
-    rows = evaluate.grouped_metrics(np.array([20, 30, 40]), np.array([25, 30, 30]), np.array([0, 0, 1]), ("a", "b", "c"))
+    rows = metrics.grouped_metrics(np.array([20, 30, 40]), np.array([25, 30, 30]), np.array([0, 0, 1]), ("a", "b", "c"))
     assert rows[0] == {"group": "a", "count": 2, "mae": 2.5, "bias": 2.5}
     assert rows[1] == {"group": "b", "count": 1, "mae": 10.0, "bias": -10.0}
     assert rows[2] == {"group": "c", "count": 0, "mae": None, "bias": None}
@@ -57,7 +59,7 @@ def test_conformal_intervals_reach_their_coverage_on_synthetic_data(with_std):
         std = rng.uniform(1, 8, n)  # heteroscedastic noise, known to the "model"
         return true, true + rng.normal(0, std), std if with_std else None
 
-    result = evaluate.conformal_report(sample(3000), sample(20000))
+    result = metrics.conformal_report(sample(3000), sample(20000))
     for level in ("80", "90"):
         # Sampling error of the calibration quantile and the test share: well under 0.02.
         assert result["levels"][level]["coverage"] == pytest.approx(int(level) / 100, abs=0.02)
@@ -69,7 +71,7 @@ def test_full_report_has_a_stable_schema():
     rng = np.random.default_rng(1)
     true = rng.integers(0, 100, 200)
     predicted = true + rng.normal(0, 5, 200)
-    report = evaluate.full_report(true, predicted, np.full(200, 5.0), rng.integers(0, 2, 200),
+    report = metrics.full_report(true, predicted, np.full(200, 5.0), rng.integers(0, 2, 200),
                                   rng.integers(0, 5, 200), calibration=(true, predicted, np.full(200, 5.0)))
     assert list(report) == ["overall", "per_decade", "per_gender", "per_race", "decade_confusion", "conformal"]
     assert list(report["overall"]) == ["count", "mae", "mse", "rmse", "cs5", "cs10", "bias"]
@@ -85,9 +87,6 @@ def tiny_checkpoint(tmp_path):
 
 
 def test_evaluate_script_on_a_folder_with_a_csv_reports_bad_rows_and_goes_on(tmp_path, tiny_checkpoint, capsys):
-    import sys
-    sys.path.insert(0, "scripts")
-    import evaluate as evaluate_script
 
     faces = tmp_path / "faces"
     faces.mkdir()
@@ -101,9 +100,9 @@ def test_evaluate_script_on_a_folder_with_a_csv_reports_bad_rows_and_goes_on(tmp
     code = evaluate_script.main(["--model", str(tiny_checkpoint), "--folder", str(faces), "--labels",
                                  str(tmp_path / "labels.csv"), "--out", str(out), "--cache-root", str(tmp_path / "none")])
     assert code == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["overall"]["count"] == 4
-    reasons = sorted(s["reason"] for s in metrics["skipped"])
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["overall"]["count"] == 4
+    reasons = sorted(s["reason"] for s in written["skipped"])
     assert reasons == ["age 'old' is not a number in 0-116", "file not found", "unreadable image (UnidentifiedImageError)"]
     assert sorted(p.name for p in out.iterdir()) == [
         "confusion.png", "errors.png", "mae_per_decade.png", "metrics.json", "report.md", "scatter.png"]
@@ -112,9 +111,6 @@ def test_evaluate_script_on_a_folder_with_a_csv_reports_bad_rows_and_goes_on(tmp
 
 
 def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_checkpoint):
-    import sys
-    sys.path.insert(0, "scripts")
-    import evaluate as evaluate_script
 
     regression = save_tiny_checkpoint(tmp_path / "regression", head="regression")
     faces = tmp_path / "faces"

@@ -5,6 +5,7 @@ import pytest
 
 from agejax import data, faces
 from agejax.images import decode_face
+
 from conftest import SHARED_UTKFACE, requires_shared
 
 pytestmark = requires_shared

@@ -9,10 +9,10 @@ import math
 import pytest
 
 from agejax import batch
-from conftest import load_script, save_tiny_checkpoint
-from fuzz_images import write_fuzz_folder
+from agejax.cli import batch_predict
 
-batch_predict = load_script("batch_predict")
+from conftest import save_tiny_checkpoint
+from fuzz_images import write_fuzz_folder
 
 
 @pytest.fixture(scope="module")

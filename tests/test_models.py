@@ -1,7 +1,6 @@
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from agejax import checkpoint, models, pipeline
 from agejax.augment import Augment
@@ -84,7 +83,7 @@ def test_augment_keeps_shape_and_dtype_and_is_deterministic_under_a_seed():
     np.testing.assert_array_equal(np.asarray(still(images, training=True)), images)
 
 
-def test_augment_flip_and_shift_move_content_as_expected():
+def test_augment_flips_the_content_left_to_right_some_of_the_time():
     # A bright left half must end on the right after a flip with no other change.
     image = np.zeros((1, 32, 32, 3), "float32")
     image[:, :, :16] = 200.0
@@ -124,6 +123,19 @@ def test_compressed_resnet50_round_trip_is_small_and_close(tmp_path):
     # An untrained ResNet50 amplifies rounding through 50 layers; trained models are
     # checked on the test split by scripts/export_checkpoint.py (MAE shift <= 0.05 years).
     assert np.max(np.abs(restored - expected)) < 0.15 * np.ptp(expected)
+
+
+def test_test_time_flip_scores_a_face_and_its_mirror_image_alike(tmp_path):
+    checkpoint.save(models.build_model("cnn", "distribution", 32), TrainConfig(image_size=32), tmp_path / "c", "float32")
+    predictor = Predictor.load(tmp_path / "c")
+    images = faces(4, 32)
+    assert not predictor.flip  # no export chose it
+    plain, mirrored = predictor.predict(images).age, predictor.predict(images[:, :, ::-1]).age
+    assert np.abs(plain - mirrored).max() > 1e-3  # an untrained network is not symmetric
+    predictor.flip = True
+    np.testing.assert_allclose(predictor.predict(images).age, predictor.predict(images[:, :, ::-1]).age, atol=1e-4)
+    # The mixture's expected age is the mean of the two expected ages.
+    np.testing.assert_allclose(predictor.predict(images).age, (plain + mirrored) / 2, atol=1e-4)
 
 
 def test_int8_quantization_error_is_at_most_half_a_step_per_channel():

@@ -3,6 +3,7 @@
 import numpy as np
 
 from agejax import cache, data, split
+
 from conftest import MALFORMED, SHARED_UTKFACE, requires_shared
 
 pytestmark = requires_shared
@@ -28,7 +29,7 @@ def test_real_data_matches_the_frozen_manifest_exactly():
         assert 32.5 < ages.mean() < 34.0  # stratified: every split has the same age mix
 
 
-def test_one_real_archive_caches_to_200px_chips(tmp_path):
+def test_one_real_archive_caches_every_readable_chip_at_the_asked_size(tmp_path):
     summary = cache.build(archives()[:1], size=32, root=tmp_path, progress=False)
     assert sum(summary.sizes.values()) == 5552 - sum(1 for s in summary.skipped)
     assert not [s for s in summary.skipped if "unreadable" in s.reason]

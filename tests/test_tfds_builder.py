@@ -2,6 +2,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from agejax.utkface import build
+
 from conftest import MALFORMED, write_archive
 
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from agejax import benchmark, cache, configs, report, train
+from agejax.cli import train as train_cli
 from agejax.predict import Predictor
+
 from conftest import load_script
 
 
@@ -64,12 +66,12 @@ def test_a_time_limit_stops_at_an_epoch_end_and_the_next_call_resumes(tmp_path, 
     flags = ["--image-size", "32", "--epochs", "3", "--batch-size", "16", "--run-dir", str(run_dir),
              "--cache-root", str(tiny_cache)]
     # No time at all: the first epoch still completes, then the run stops and says how to go on.
-    assert load_script("train").main([*flags, "--stop-after", "0"]) == 3
+    assert train_cli.main([*flags, "--stop-after", "0"]) == 3
     assert "rerun the same command to resume" in capsys.readouterr().out
     assert [row["epoch"] for row in report.read_history(run_dir / "history.csv")] == [0]
     assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
 
-    assert load_script("train").main([*flags, "--stop-after", "600"]) == 0
+    assert train_cli.main([*flags, "--stop-after", "600"]) == 0
     history = report.read_history(run_dir / "history.csv")
     assert [row["epoch"] for row in history] == [0, 1, 2]
     elapsed = [row["elapsed_s"] for row in history]
@@ -80,7 +82,7 @@ def test_a_time_limit_stops_at_an_epoch_end_and_the_next_call_resumes(tmp_path, 
     assert not (run_dir / "backup").exists()
 
     # A finished run is not trained again.
-    assert load_script("train").main(flags) == 0
+    assert train_cli.main(flags) == 0
     assert len(report.read_history(run_dir / "history.csv")) == 3
 
 
@@ -119,11 +121,7 @@ def test_cosine_schedule_warms_up_then_decays():
 
 
 def test_export_writes_a_compact_checkpoint_with_metrics_card_and_report(tmp_path, tiny_cache):
-    import sys
-
-    sys.path.insert(0, "scripts")
-    import export_checkpoint
-
+    export_checkpoint = load_script("export_checkpoint")
     run_dir = tmp_path / "run"
     train.train(configs.TrainConfig(image_size=32, epochs=1, batch_size=16), run_dir, tiny_cache, verbose=0)
     code = export_checkpoint.main(["--run-dir", str(run_dir), "--name", "cnn", "--weights-format", "float16",
@@ -140,4 +138,16 @@ def test_export_writes_a_compact_checkpoint_with_metrics_card_and_report(tmp_pat
     low, high = predictor.interval(prediction, "90")
     q90 = metrics["conformal"]["thresholds"]["90"]
     np.testing.assert_allclose(high - prediction.age, q90 * prediction.std)
+    # The test-time flip is chosen on validation, and the shipped predictor uses it.
+    with_choice, without = metrics["reference_val_mae"], metrics["reference_val_mae_without_flip"]
+    assert metrics["test_time_flip"] == (with_choice < without) and with_choice <= without
+    assert predictor.flip == metrics["test_time_flip"]
+    # A checkpoint that is better on validation is not replaced unless asked.
+    metrics["val_mae"] = 0.0
+    (target / "metrics.json").write_text(json.dumps(metrics))
+    weights = (target / "weights.npz").read_bytes()
+    flags = ["--run-dir", str(run_dir), "--name", "cnn", "--cache-root", str(tiny_cache),
+             "--checkpoints", str(tmp_path / "ckpts")]
+    assert export_checkpoint.main(flags) == 1 and (target / "weights.npz").read_bytes() == weights
+    assert export_checkpoint.main([*flags, "--replace-worse"]) == 0
     assert np.all(low <= prediction.age) and metrics["conformal"]["thresholds"]["80"] <= q90

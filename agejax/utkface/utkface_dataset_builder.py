@@ -7,18 +7,13 @@ with random access and without TensorFlow.
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-try:
-    from agejax import data, split
-except ImportError:  # `tfds build agejax/utkface` from a checkout that is not on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from agejax import data, split
+from agejax import data, split
 
 _DESCRIPTION = """\
 UTKFace aligned & cropped faces: 200x200 chips labelled with age (0-116),

@@ -4,7 +4,7 @@
 # returned file may have. Then, here: bash scripts/gpu/unpack_result.sh <the call's files_at>
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 XLA_FLAGS=
+export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 XLA_FLAGS=
 run=.data/runs/resnet50_gpu
 if [ ! -f "$run/metrics.json" ]; then
   echo "error: $run has not finished: call bash scripts/gpu/train_resnet50.sh again" >&2

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 limit=${CALL_LIMIT_S:-540}
 size=${SIZE:-200}
 out=${OUT:-/tmp}
-export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 XLA_FLAGS=
+export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 XLA_FLAGS=
 export JAX_COMPILATION_CACHE_DIR=$PWD/.data/jax_cache  # later calls skip recompiling
 [ -f .data/part/git_commit.txt ] && export AGEJAX_GIT_COMMIT=$(cat .data/part/git_commit.txt)
 count=$(find .data/utkface -name '*.jpg' | wc -l)

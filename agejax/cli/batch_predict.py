@@ -1,0 +1,128 @@
+"""Estimates the age of every face in a directory of images and writes one CSV row per face.
+
+    python scripts/batch_predict.py photos/                       # wild photos: detect, align, score
+    python scripts/batch_predict.py crops/ --aligned -o ages.csv  # aligned face crops (e.g. UTKFace)
+    python scripts/batch_predict.py photos/ --resume              # continue a killed run
+    python scripts/batch_predict.py photos/ --shard 0/4 -o part0.csv   # one of 4 machines
+
+Columns: path (relative to DIR), face (0 = largest), crop (face, aligned or whole),
+detector (hog or cnn: which one found the face), left, top, right, bottom (box in the upright image's pixels), age, std (the
+distribution head's uncertainty), low90, high90 (90 % prediction interval,
+calibrated on the validation split), model, error (empty when scored).
+
+Files that cannot be scored get a row with the reason and the run goes on. The exit
+status is 0 when every file was handled, 2 on a usage error, 1 when the CSV cannot
+be written. Shards' CSVs, concatenated without their header lines, hold the same rows
+as a single run. Where images are labelled (UTKFace file names, or --labels), the MAE
+is printed and an evaluation report is written next to the CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from agejax import batch, data
+from agejax.images import IMAGE_SUFFIXES
+
+
+def shard_argument(text: str) -> batch.Shard:
+    try:
+        return batch.Shard.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("directory", type=Path, metavar="DIR", help="folder of images, searched recursively "
+                        f"({', '.join(IMAGE_SUFFIXES)}; hidden files skipped)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("ages.csv"), help="CSV to write (default ages.csv)")
+    parser.add_argument("--model", help="shipped model name (cnn, resnet50) or a checkpoint folder or training "
+                        "run directory (default: the shipped model with the lowest validation MAE)")
+    parser.add_argument("--aligned", action="store_true",
+                        help="inputs are aligned face crops like UTKFace's: skip detection, score each whole file")
+    parser.add_argument("--detector", choices=("auto", "hog", "cnn"), default="auto",
+                        help="face detector: dlib's fast HOG, its CNN (finds turned, tilted and dim faces; "
+                        "about half a second a photo), or auto: HOG, then the CNN where HOG finds no face "
+                        "(the default)")
+    parser.add_argument("--on-no-face", choices=("skip", "whole"), default="skip",
+                        help="when no face is found: write a 'no face found' row (skip, the default) "
+                        "or score the whole image (whole)")
+    parser.add_argument("--batch-size", type=int, default=64, help="faces per model call (default 64)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an existing output CSV: files already in it are not scored again")
+    parser.add_argument("--shard", type=shard_argument, metavar="I/N",
+                        help="score only shard I of N (I from 0), chosen by a hash of each path")
+    parser.add_argument("--labels", type=Path, help="CSV with columns path,age (paths relative to DIR): "
+                        "print the MAE and write a report; UTKFace file names are used without it")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decode/detect processes (default: the CPU count; 0 reads in the main process)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if not args.directory.is_dir():
+        parser.error(f"{args.directory} is not a directory")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if args.labels is not None and not args.labels.is_file():
+        parser.error(f"labels file {args.labels} not found")
+    return args
+
+
+def report_labelled(args: argparse.Namespace, model_name: str) -> None:
+    from agejax import metrics, report
+
+    labels = None
+    if args.labels is not None:
+        labels, skipped = data.read_age_labels(args.labels)
+        labels = batch.normalized_labels(labels)
+        if skipped:
+            print(f"labels: skipped {len(skipped)} rows:\n" + "\n".join(data.format_skipped(skipped)), file=sys.stderr)
+    rows = batch.labelled_rows(args.output, labels)
+    if rows is None:
+        return
+    result = metrics.full_report(rows["true"], rows["predicted"], rows["std"], rows["genders"], rows["races"])
+    command = "python scripts/batch_predict.py " + shlex.join(sys.argv[1:])
+    result = {"model": model_name, "set": str(args.directory), "command": command, **result}
+    out_dir = args.output.with_name(args.output.stem + "_report")
+    report.write_evaluation(out_dir, model_name, result, rows["true"], rows["predicted"])
+    overall = result["overall"]
+    print(f"labelled faces {overall['count']}: MAE {overall['mae']:.2f} years; report in {out_dir}/", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from agejax.predict import Predictor, default_model  # imports JAX: after the arguments are checked
+
+    try:
+        predictor = Predictor.load(args.model or default_model())
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        out, done = batch.open_output(args.output, args.resume, predictor.name)
+    except batch.OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: cannot write {args.output}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    try:
+        with out:
+            summary = batch.run(
+                args.directory, out, predictor, aligned=args.aligned, whole_if_no_face=args.on_no_face == "whole",
+                batch_size=args.batch_size, done=done, shard=args.shard, workers=args.workers,
+                progress=not args.quiet, detector=args.detector,
+            )
+    except OSError as err:
+        print(f"error: cannot write {args.output}: {err.strerror or err}; rerun with --resume", file=sys.stderr)
+        return 1
+    print(summary.line(), file=sys.stderr)
+    report_labelled(args, predictor.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Evaluates age models on a labelled set and writes a report folder (metrics.json, PNG plots, report.md).
+
+    python scripts/evaluate.py --model cnn                          # frozen test split
+    python scripts/evaluate.py --model cnn --split val
+    python scripts/evaluate.py --model runs/x --folder faces/       # UTKFace-named crops
+    python scripts/evaluate.py --model cnn --folder faces/ --labels ages.csv   # CSV: path,age
+    python scripts/evaluate.py --compare cnn resnet50               # one table, one figure
+
+Prediction intervals are calibrated on the validation split (split-conformal) and
+measured on the evaluated set; they need the decode-once cache (scripts/prepare_data.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from agejax import cache, data, evaluate, report
+from agejax.predict import Predictor
+
+
+def evaluate_one(predictor: Predictor, args: argparse.Namespace, command: str) -> tuple[dict, object, object]:
+    skipped: list[data.Skipped] = []
+    if args.folder:
+        faces, skipped = evaluate.labelled_folder(args.folder, predictor.image_size, args.labels)
+    else:
+        faces = evaluate.cached_split(args.split, predictor.image_size, args.cache_root)
+    calibration = None
+    if faces.name != "val split":
+        try:
+            calibration = evaluate.cached_split("val", predictor.image_size, args.cache_root)
+        except FileNotFoundError:
+            print("note: no cached validation split, so no prediction intervals", file=sys.stderr)
+    print(f"{predictor.name}: {len(faces.ages)} faces of the {faces.name}", file=sys.stderr)
+    result, predicted = evaluate.evaluate_predictor(predictor, faces, calibration)
+    result = {**result, "command": command, "skipped": [{"file": s.file_name, "reason": s.reason} for s in skipped]}
+    if skipped:
+        print(f"skipped {len(skipped)} files:", file=sys.stderr)
+        print("\n".join(data.format_skipped(skipped)), file=sys.stderr)
+    return result, faces.ages, predicted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a shipped name (cnn, resnet50), a checkpoint folder or a run directory")
+    which.add_argument("--compare", nargs="+", metavar="MODEL", help="evaluate several models on the same set")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="cached split (default test)")
+    parser.add_argument("--folder", type=Path, help="a folder of aligned face crops instead of a split")
+    parser.add_argument("--labels", type=Path, help="with --folder: CSV with columns path,age")
+    parser.add_argument("--out", type=Path, help="report folder (default reports/<model>-<set>)")
+    parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT)
+    args = parser.parse_args(argv)
+    if args.labels and not args.folder:
+        parser.error("--labels needs --folder")
+    command = "python scripts/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    set_label = args.folder.name if args.folder else args.split
+
+    try:
+        names = args.compare or [args.model]
+        results = {}
+        for name in names:
+            predictor = Predictor.load(name)
+            result, true, predicted = evaluate_one(predictor, args, command)
+            results[predictor.name] = result
+            if args.model:
+                out = args.out or Path("reports") / f"{predictor.name}-{set_label}"
+                report.write_evaluation(out, predictor.name, result, true, predicted, predictor.path / "curves.png")
+                print(json.dumps(result["overall"], indent=2))
+                print(f"report: {out / 'report.md'}")
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    if args.compare:
+        out = args.out or Path("reports") / f"compare-{set_label}"
+        report.write_comparison(out, results, command)
+        print(f"comparison: {out / 'comparison.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

