@@ -1,5 +1,6 @@
 """agejax: age estimation from face images with Keras 3 on JAX."""
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -33,12 +34,32 @@ def _use_compilation_cache() -> None:
         return
     if not os.access(directory, os.W_OK | os.X_OK):
         return
+    _drop_unfinished_entries(directory)
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(directory))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # Keras' many small ones too
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
     os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(COMPILATION_CACHE_BYTES))
     # A damaged or unwritable entry only means compiling again: not worth a warning.
     warnings.filterwarnings("ignore", message="Error (reading|writing) persistent compilation cache entry")
+
+
+
+def _drop_unfinished_entries(directory: Path) -> None:
+    """Deletes entries whose write never finished: a ``-cache`` file without its ``-atime`` file.
+
+    JAX writes an entry's ``-atime`` file after its ``-cache`` file and never rewrites an
+    entry that exists, so a write cut short (a kill, a full disk) would miss forever; with a
+    size limit, JAX 0.10 also fails every later write while such a file exists
+    (jax-ml/jax#39880). Listing the folder costs milliseconds.
+    """
+    try:
+        names = set(os.listdir(directory))
+    except OSError:
+        return
+    for name in names:
+        if name.endswith("-cache") and name.removesuffix("-cache") + "-atime" not in names:
+            with contextlib.suppress(OSError):
+                os.unlink(directory / name)
 
 
 _use_compilation_cache()

@@ -34,15 +34,25 @@ def test_results_are_the_same_with_the_cache_absent_warm_damaged_or_unwritable(t
     assert entries, "the first run stores its compiled programs"
     warm, _ = run_cli(folder, out, cache_root)
 
-    for entry in entries:  # damaged entries, as from another JAX or a full disk
+    for entry in entries:  # damaged entries, as from another JAX
         entry.write_bytes(b"not a compiled program")
     damaged, damaged_stderr = run_cli(folder, out, cache_root)
+
+    # Writes cut short by a kill or a full disk: a truncated -cache file, its -atime never written.
+    programs = sorted((cache_root / "xla").glob("*-cache"))
+    for program in programs:
+        program.write_bytes(program.read_bytes()[:40])
+        program.with_name(program.name.removesuffix("-cache") + "-atime").unlink(missing_ok=True)
+    cut_short, _ = run_cli(folder, out, cache_root)
+    for program in programs:  # written again in full, so the next run is warm again
+        assert program.stat().st_size > 40
+        assert program.with_name(program.name.removesuffix("-cache") + "-atime").exists()
 
     blocked = tmp_path / "a-file"  # a cache folder below a file cannot be made, even by root
     blocked.write_text("")
     no_cache, no_cache_stderr = run_cli(folder, out, blocked / "cache")
 
-    assert cold == warm == damaged == no_cache
+    assert cold == warm == damaged == cut_short == no_cache
     assert "age" in cold.splitlines()[0] and len(cold.splitlines()) == 3
     for stderr in (damaged_stderr, no_cache_stderr):  # -q: the summary and nothing else
         assert stderr.strip().splitlines() == [stderr.strip().splitlines()[-1]]
