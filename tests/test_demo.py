@@ -151,6 +151,21 @@ def test_a_bad_request_batched_with_good_ones_fails_alone(server, tmp_path):
             assert message.startswith("Found 3 faces") and len(table["data"]) == 3
 
 
+def test_ten_visitors_sending_the_same_photo_at_once_each_get_a_whole_answer(server):
+    """Many visitors click the same example: identical outputs must not break each other's downloads."""
+    photo = REPO / "examples" / "grace_hopper.jpg"
+    clients = [Client(server[0], verbose=False) for _ in range(10)]
+    jobs = [c.submit(handle_file(str(photo)), "cnn", False, False, api_name="/estimate") for c in clients]
+    answers = [job.result(timeout=300) for job in jobs]
+    ages = {table["data"][0][1] for _, table, _ in answers}
+    assert len(ages) == 1  # the same photo, the same age, whoever asked
+    for image, _, message in answers:
+        assert message.startswith("Found 1 face")
+        with Image.open(image) as annotated:
+            annotated.load()  # the whole file arrived: a cut download fails to decode
+            assert annotated.size == Image.open(photo).size
+
+
 def test_batch_endpoint_returns_the_batch_cli_rows_and_a_csv(client, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
