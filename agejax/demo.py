@@ -43,8 +43,8 @@ MAX_UPLOAD = "20mb"
 DISPLAY_SIDE = 1280  # the annotated photo is shown at most this large
 MAX_BATCH_FILES = 200
 KEEP_BATCH_FOLDERS = 8  # Batch-tab work folders kept; older ones are deleted, so disk use stays bounded
-# Gradio's upload and output cache: every hour, files older than a day are deleted.
-DELETE_CACHE = (3600, 86400)
+# Gradio's upload and output cache: every 10 minutes, files older than an hour are deleted.
+DELETE_CACHE = (600, 3600)
 MAX_BATCH = 16  # faces per model call in the Estimate tab (the queue's batches)
 LABELS = {"cnn": "CNN", "resnet50": "ResNet50"}
 TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)", "found by"]

@@ -37,11 +37,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, command: list[str]) -> tuple[subprocess.Popen, float]:
+def start_server(port: int, command: list[str], env: dict | None = None) -> tuple[subprocess.Popen, float]:
     start = time.perf_counter()
     server = subprocess.Popen([sys.executable, *command, "--port", str(port)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+                              env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})})
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/config", timeout=1).status_code == 200:
