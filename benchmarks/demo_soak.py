@@ -4,8 +4,8 @@
     python benchmarks/demo_soak.py [--requests 600] [--every 50]
 
 Starts `python demo.py` with its own Gradio cache and temporary folders, then sends
---requests requests one after another: three in four to /estimate, each with a new photo
-(one pixel differs, so every upload is a new file: Gradio stores identical uploads once),
+--requests requests one after another: three in four to /estimate, each with a new file
+(the same photo with another JPEG comment: Gradio stores identical uploads once),
 one in four to /batch with three files.
 Every --every requests it records the resident memory of the server and its children and
 the bytes under its Gradio cache and temporary folders. Writes
@@ -69,8 +69,7 @@ def main() -> int:
         start = time.perf_counter()
         for request in range(1, args.requests + 1):
             if request % 4:
-                portrait.putpixel((0, 0), (request % 256, request // 256 % 256, 0))  # a new photo every time
-                portrait.save(photo, quality=90)
+                portrait.save(photo, quality=90, comment=f"request {request}")  # a new file every time
                 _, table, _ = client.predict(handle_file(str(photo)), "cnn", False, False, api_name="/estimate")
                 assert len(table["data"]) == 1, table
             else:
