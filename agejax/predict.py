@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import keras
@@ -56,6 +57,9 @@ class Predictor:
         self.conformal_thresholds = shipped.get("conformal", {}).get("thresholds", {})
         # Average each face with its mirror image, where the export found that better on validation.
         self.flip = bool(shipped.get("test_time_flip", False))
+        # Keras swaps a model's variables in and out during predict, so two threads calling it at
+        # once (the demo's tabs) break each other; calls take turns.
+        self._model_lock = threading.Lock()
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Predictor:
@@ -82,9 +86,11 @@ class Predictor:
             faces = np.stack([to_square_array(Image.fromarray(f), self.image_size) for f in faces])
         if len(faces) == 0:
             return Prediction(np.zeros(0), np.zeros(0) if self.head == "distribution" else None)
-        outputs = pipeline.predict_outputs(self.model, faces, batch_size, verbose)
-        if self.flip:  # the distribution head's outputs average to the mixture of both views
-            outputs = (outputs + pipeline.predict_outputs(self.model, faces[:, :, ::-1], batch_size, verbose)) / 2
+        with self._model_lock:
+            outputs = pipeline.predict_outputs(self.model, faces, batch_size, verbose)
+            if self.flip:  # the distribution head's outputs average to the mixture of both views
+                mirrored = pipeline.predict_outputs(self.model, faces[:, :, ::-1], batch_size, verbose)
+                outputs = (outputs + mirrored) / 2
         age, std = models.summarize_outputs(outputs)
         return Prediction(age=age, std=std)
 

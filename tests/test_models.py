@@ -1,3 +1,5 @@
+import concurrent.futures
+
 import keras
 import numpy as np
 import pytest
@@ -136,6 +138,18 @@ def test_test_time_flip_scores_a_face_and_its_mirror_image_alike(tmp_path):
     np.testing.assert_allclose(predictor.predict(images).age, predictor.predict(images[:, :, ::-1]).age, atol=1e-4)
     # The mixture's expected age is the mean of the two expected ages.
     np.testing.assert_allclose(predictor.predict(images).age, (plain + mirrored) / 2, atol=1e-4)
+
+
+def test_threads_sharing_one_predictor_get_the_answers_each_gets_alone(tmp_path):
+    """The demo's tabs run in different threads on the same models."""
+    checkpoint.save(models.build_model("cnn", "distribution", 32), TrainConfig(image_size=32), tmp_path / "c", "float32")
+    predictor = Predictor.load(tmp_path / "c")
+    batches = [faces(n, 32, seed=n + i) for i, n in enumerate((1, 2, 4, 8, 4, 2, 1, 8) * 3)]
+    alone = [predictor.predict(b, batch_size=len(b)).age for b in batches]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda b: predictor.predict(b, batch_size=len(b)).age, batches))
+    for expected, got in zip(alone, together):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_int8_quantization_error_is_at_most_half_a_step_per_channel():
