@@ -1,14 +1,16 @@
 """Estimates the age of every face in a directory of images and writes one CSV row per face.
 
-    python scripts/batch_predict.py photos/                       # wild photos: detect, align, score
+    python scripts/batch_predict.py photos/                       # wild photos (or: agejax-batch photos/)
     python scripts/batch_predict.py crops/ --aligned -o ages.csv  # aligned face crops (e.g. UTKFace)
     python scripts/batch_predict.py photos/ --resume              # continue a killed run
     python scripts/batch_predict.py photos/ --shard 0/4 -o part0.csv   # one of 4 machines
 
 Columns: path (relative to DIR), face (0 = largest), crop (face, aligned or whole),
-detector (hog or cnn: which one found the face), left, top, right, bottom (box in the upright image's pixels), age, std (the
-distribution head's uncertainty), low90, high90 (90 % prediction interval,
-calibrated on the validation split), model, error (empty when scored).
+detector (the cascade stage that found the face: hog, hog_rotated or cnn), left, top,
+right, bottom (box in the upright image's pixels), age, std (the distribution head's
+uncertainty), low90, high90 (90 % prediction interval, calibrated on the validation
+split), model, error (empty when scored). The model defaults to the shipped one with the
+lowest validation MAE.
 
 Files that cannot be scored get a row with the reason and the run goes on. The exit
 status is 0 when every file was handled, 2 on a usage error, 1 when the CSV cannot

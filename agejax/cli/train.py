@@ -1,7 +1,6 @@
 """Trains an age model on the cached UTKFace split; rerun the same command to resume.
 
-    agejax-train ...  (or python scripts/train.py ...)
-    python scripts/train.py --preset cnn_cpu --run-dir runs/cnn
+    python scripts/train.py --preset cnn_cpu --run-dir runs/cnn      # or: agejax-train --preset ...
     python scripts/train.py --backbone resnet50 --image-size 64 --epochs 5 --run-dir runs/r50
     python scripts/train.py --preset cnn_cpu --benchmark     # img/s: fast vs stock convolutions, and the floor
     python scripts/train.py --preset resnet50_gpu --run-dir runs/r50 --stop-after 540
