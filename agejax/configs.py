@@ -21,6 +21,8 @@ class TrainConfig:
     seed: int = 0
     weights: str | None = None  # resnet50 only: "imagenet" (needs a download) or a weights file
     dropout: float = 0.2  # before the head
+    cnn_width: int = 32  # cnn only: the first stage's channels, doubled at each of the 4 stages
+    label_sigma: float = 2.0  # distribution head: the years of the Gaussian each true age is spread over
     # Augmentation inside the train step (agejax.augment.Augment); the defaults are the
     # shipped CNN's. Rotation and the degradations teach robustness to real photos.
     max_zoom: float = 0.1

@@ -49,13 +49,14 @@ def _conv_bn_relu(x, filters: int, strides: int = 1, name: str = "", conv_layer=
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def cnn_backbone(x, widths: tuple[int, ...] = (32, 64, 128, 256), fast_convolutions: bool = True):
+def cnn_backbone(x, width: int = 32, fast_convolutions: bool = True):
     """A VGG-style stack made for CPU speed: a strided stem, then two 3x3 convs per stage.
 
     The stride-2 stem halves the resolution before any wide layer, which is where
     most of the compute goes at 64-96 px.
     """
     conv_layer = FastConv2D if fast_convolutions else layers.Conv2D
+    widths = [width * 2**stage for stage in range(4)]
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(x)
     x = _conv_bn_relu(x, widths[0], strides=2, name="stem", conv_layer=conv_layer)
     for stage, width in enumerate(widths):
@@ -102,6 +103,7 @@ def build_model(
     fast_convolutions: bool = True,
     augmentation: dict[str, float] | None = None,
     dropout: float = 0.2,
+    cnn_width: int = 32,
 ) -> keras.Model:
     """An uncompiled age model taking uint8 (image_size, image_size, 3) images.
 
@@ -115,7 +117,7 @@ def build_model(
     if backbone == "cnn":
         if weights is not None:
             raise ValueError("the cnn has no pretrained weights; train it or load a checkpoint")
-        features = cnn_backbone(x, fast_convolutions=fast_convolutions)
+        features = cnn_backbone(x, cnn_width, fast_convolutions=fast_convolutions)
     elif backbone == "resnet50":
         features = resnet50_backbone(x, weights, fast_convolutions)
     else:
@@ -129,6 +131,7 @@ def build_from_config(config: TrainConfig, fast_convolutions: bool = True) -> ke
     return build_model(
         config.backbone, config.head, config.image_size, weights=config.weights, augment_seed=config.seed,
         fast_convolutions=fast_convolutions, augmentation=config.augmentation(), dropout=config.dropout,
+        cnn_width=config.cnn_width,
     )
 
 
@@ -178,8 +181,8 @@ class AgeDistributionLoss(keras.losses.Loss):
         return {**super().get_config(), "sigma": self.sigma, "l1_weight": self.l1_weight}
 
 
-def loss_for(head_kind: str) -> keras.losses.Loss:
-    return AgeDistributionLoss() if head_kind == "distribution" else keras.losses.MeanAbsoluteError()
+def loss_for(head_kind: str, label_sigma: float = 2.0) -> keras.losses.Loss:
+    return AgeDistributionLoss(label_sigma) if head_kind == "distribution" else keras.losses.MeanAbsoluteError()
 
 
 def summarize_outputs(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

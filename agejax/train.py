@@ -72,7 +72,7 @@ def compiled_model(config: TrainConfig, steps_per_epoch: int, fast_convolutions:
     model = models.build_from_config(config, fast_convolutions)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
-        loss=models.loss_for(config.head),
+        loss=models.loss_for(config.head, config.label_sigma),
         weighted_metrics=[models.age_mae],  # weighted: padding rows carry weight 0
     )
     return model

@@ -140,6 +140,16 @@ def test_test_time_flip_scores_a_face_and_its_mirror_image_alike(tmp_path):
     np.testing.assert_allclose(predictor.predict(images).age, (plain + mirrored) / 2, atol=1e-4)
 
 
+def test_the_cnn_width_and_the_label_spread_come_from_the_config():
+    from agejax import train
+
+    narrow = train.compiled_model(TrainConfig(image_size=32, cnn_width=8, label_sigma=3.5), steps_per_epoch=10)
+    assert [narrow.get_layer(f"stage{s}_b_conv").filters for s in range(4)] == [8, 16, 32, 64]
+    assert narrow.get_layer("stem_conv").filters == 8
+    assert narrow.loss.sigma == 3.5
+    assert narrow.count_params() < models.build_from_config(TrainConfig(image_size=32)).count_params() / 10
+
+
 def test_threads_sharing_one_predictor_get_the_answers_each_gets_alone(tmp_path):
     """The demo's tabs run in different threads on the same models."""
     checkpoint.save(models.build_model("cnn", "distribution", 32), TrainConfig(image_size=32), tmp_path / "c", "float32")
