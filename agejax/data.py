@@ -18,6 +18,7 @@ from pathlib import Path
 from agejax.images import IMAGE_SUFFIXES
 
 MAX_AGE = 116
+NUM_AGE_BINS = MAX_AGE + 1  # the distribution head's integer ages 0..MAX_AGE
 GENDERS = ("male", "female")
 RACES = ("White", "Black", "Asian", "Indian", "Others")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")

@@ -95,15 +95,18 @@ def model_input(choices: list) -> gr.Radio:
 
 
 def available_models() -> dict[str, Predictor]:
-    """The shipped checkpoints, loaded once and compiled for every batch shape the demo uses."""
-    predictors = {name: Predictor.load(name) for name in shipped_by_validation()}
+    """The shipped checkpoints, best on validation first."""
+    return {name: Predictor.load(name) for name in shipped_by_validation()}
+
+
+def warm_up(predictors: dict[str, Predictor]) -> None:
+    """Compiles (or reads from the cache) every batch shape the demo uses, the default model's
+    single face first: what a visitor's first photo needs is ready soonest.
+    """
     for predictor in predictors.values():
-        for count in range(1, MAX_BATCH + 1):
-            size = bucket_size(count, MAX_BATCH)
-            if size == count:
-                faces = np.zeros((size, predictor.image_size, predictor.image_size, 3), np.uint8)
-                predictor.predict(faces, batch_size=size)
-    return predictors
+        for size in sorted({bucket_size(count, MAX_BATCH) for count in range(1, MAX_BATCH + 1)}):
+            faces = np.zeros((size, predictor.image_size, predictor.image_size, 3), np.uint8)
+            predictor.predict(faces, batch_size=size)
 
 
 # Estimate tab.
@@ -398,11 +401,11 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
     return app
 
 
-def serve(app: gr.Blocks, host: str, port: int, share: bool = False, block: bool = True) -> None:
-    """Starts the server with the demo's limits (the tests start it the same way)."""
+def serve(app: gr.Blocks, host: str, port: int, share: bool = False, quiet: bool = False) -> None:
+    """Starts the server with the demo's limits and returns (the tests start it the same way)."""
     app.queue(max_size=64).launch(
         server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-        prevent_thread_lock=not block, quiet=not block,
+        prevent_thread_lock=True, quiet=quiet,
     )
 
 
@@ -412,7 +415,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio link (off by default)")
     args = parser.parse_args()
-    serve(build_app(available_models()), args.host, args.port, args.share)
+    predictors = available_models()
+    app = build_app(predictors)
+    # Listen first, then compile: a request meanwhile takes its turn on the model (Predictor's lock).
+    serve(app, args.host, args.port, args.share)
+    warm_up(predictors)
+    app.block_thread()
 
 
 if __name__ == "__main__":

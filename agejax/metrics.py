@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 from agejax.conformal import COVERAGES, conformal_quantile, conformity_scores, interval_half_width
 from agejax.data import GENDERS, RACES
@@ -64,6 +63,8 @@ def grouped_metrics(
 
 def decade_confusion(true: np.ndarray, predicted: np.ndarray) -> dict[str, list]:
     """Rows: true decade, columns: predicted decade; counts and row-normalised shares."""
+    from sklearn.metrics import confusion_matrix  # 2 s to import: only where a report is made
+
     counts = confusion_matrix(decade_of(true), decade_of(predicted), labels=range(len(DECADES)))
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)

@@ -11,17 +11,15 @@ cast -> Augment (active only in training) -> backbone -> head.
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import layers, ops
 
 from agejax.augment import Augment
 from agejax.configs import TrainConfig
 from agejax.conv import FastConv2D, with_fast_convolutions
-from agejax.data import MAX_AGE
+from agejax.data import NUM_AGE_BINS
 
 BACKBONES = ("cnn", "resnet50")
 HEADS = ("regression", "distribution")
-NUM_AGE_BINS = MAX_AGE + 1
 # Train-split age statistics: the regression head predicts (age - mean) / std.
 MEAN_TRAIN_AGE = 33.3
 STD_TRAIN_AGE = 19.9
@@ -183,14 +181,3 @@ class AgeDistributionLoss(keras.losses.Loss):
 
 def loss_for(head_kind: str, label_sigma: float = 2.0) -> keras.losses.Loss:
     return AgeDistributionLoss(label_sigma) if head_kind == "distribution" else keras.losses.MeanAbsoluteError()
-
-
-def summarize_outputs(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Model outputs -> (age, std); std is None for the regression head."""
-    outputs = np.asarray(outputs, np.float64)
-    if outputs.shape[-1] != NUM_AGE_BINS:
-        return outputs.reshape(-1), None
-    bins = np.arange(NUM_AGE_BINS)
-    mean = outputs @ bins
-    std = np.sqrt(np.maximum(outputs @ bins**2 - mean**2, 0.0))
-    return mean, std

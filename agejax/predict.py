@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 from PIL import Image
 
-from agejax import SHIPPED_ROOT, checkpoint, models, pipeline
+from agejax import SHIPPED_ROOT, checkpoint
 from agejax.configs import TrainConfig
 from agejax.conformal import interval_half_width
-from agejax.data import MAX_AGE
+from agejax.data import MAX_AGE, NUM_AGE_BINS
 from agejax.images import to_square_array
+from agejax.scoring import bucket_size
+
+if TYPE_CHECKING:
+    import keras
 
 CHECKPOINTS = SHIPPED_ROOT / "checkpoints"
 SHIPPED = ("cnn", "resnet50")
@@ -44,14 +49,68 @@ class Prediction:
     std: np.ndarray | None  # (N,) the distribution head's own uncertainty; None for regression
 
 
+def summarize_outputs(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Model outputs -> (age, std); std is None for the regression head."""
+    outputs = np.asarray(outputs, np.float64)
+    if outputs.shape[-1] != NUM_AGE_BINS:
+        return outputs.reshape(-1), None
+    bins = np.arange(NUM_AGE_BINS)
+    mean = outputs @ bins
+    std = np.sqrt(np.maximum(outputs @ bins**2 - mean**2, 0.0))
+    return mean, std
+
+
+# uint8 faces (N, S, S, 3), batch size, verbosity -> model outputs (N, bins)
+Forward = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+def load_keras(path: Path) -> tuple[keras.Model, TrainConfig]:
+    """The Keras model of a checkpoint folder or a run directory, and its config."""
+    path = Path(path)
+    if (path / "weights.npz").exists():
+        return checkpoint.load(path)
+    if (path / "model.keras").exists():
+        import keras
+
+        from agejax import models  # noqa: F401  registers agejax's layers, which the file names
+
+        return keras.models.load_model(path / "model.keras", compile=False), TrainConfig.from_json(path / "config.json")
+    raise FileNotFoundError(
+        f"no model at {path}: expected a shipped name {SHIPPED}, a checkpoint folder "
+        "with weights.npz, or a run directory with model.keras"
+    )
+
+
+def keras_forward(model: keras.Model) -> Forward:
+    from agejax import pipeline
+
+    return lambda faces, batch_size, verbose: pipeline.predict_outputs(model, faces, batch_size, verbose)
+
+
+def exported_forward(forward: Callable[[np.ndarray], np.ndarray]) -> Forward:
+    """Batches for a serialized function: a few padded shapes, each compiled once and cached."""
+
+    def batched(faces: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(faces), batch_size):
+            batch = faces[start : start + batch_size]
+            padding = bucket_size(len(batch), batch_size) - len(batch)
+            padded = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)]) if padding else batch
+            outputs.append(forward(padded)[: len(batch)])
+        return np.concatenate(outputs)
+
+    return batched
+
+
 class Predictor:
-    def __init__(self, model: keras.Model, config: TrainConfig, path: Path):
-        self.model = model
+    def __init__(self, forward: Forward, config: TrainConfig, path: Path, engine: str):
+        self.forward = forward
         self.config = config
         self.path = path  # the checkpoint folder or run directory it came from
         self.name = path.name
+        self.engine = engine  # "jax.export" (the checkpoint's serialized function) or "keras"
         self.image_size = config.image_size
-        self.head = models.head_kind_of(model)
+        self.head = config.head
         shipped = checkpoint.read_metrics(path)
         # Split-conformal thresholds from the export (calibrated on validation), if any.
         self.conformal_thresholds = shipped.get("conformal", {}).get("thresholds", {})
@@ -66,16 +125,15 @@ class Predictor:
         """A shipped name ("cnn", "resnet50"), a checkpoint folder, or a training run directory."""
         path = CHECKPOINTS / str(name_or_path) if str(name_or_path) in SHIPPED else Path(name_or_path)
         if (path / "weights.npz").exists():
-            model, config = checkpoint.load(path)
-        elif (path / "model.keras").exists():
-            model = keras.models.load_model(path / "model.keras", compile=False)
             config = TrainConfig.from_json(path / "config.json")
-        else:
-            raise FileNotFoundError(
-                f"no model at {path}: expected a shipped name {SHIPPED}, a checkpoint folder "
-                "with weights.npz, or a run directory with model.keras"
-            )
-        return cls(model, config, path)
+            forward = checkpoint.load_forward(path, config)
+            if forward is not None:
+                return cls(exported_forward(forward), config, path, "jax.export")
+        return cls.from_model(*load_keras(path), path)
+
+    @classmethod
+    def from_model(cls, model: keras.Model, config: TrainConfig, path: Path) -> Predictor:
+        return cls(keras_forward(model), config, Path(path), "keras")
 
     def predict(self, faces: np.ndarray, batch_size: int = 64, verbose: int = 0) -> Prediction:
         """Ages for aligned face crops given as uint8 (N, S, S, 3); resized if S differs."""
@@ -87,13 +145,13 @@ class Predictor:
         if len(faces) == 0:
             return Prediction(np.zeros(0), np.zeros(0) if self.head == "distribution" else None)
         with self._model_lock:
-            outputs = pipeline.predict_outputs(self.model, faces, batch_size, verbose)
-            if self.flip:  # the distribution head's outputs average to the mixture of both views
-                mirrored = pipeline.predict_outputs(self.model, faces[:, :, ::-1], batch_size, verbose)
-                outputs = (outputs + mirrored) / 2
-        age, std = models.summarize_outputs(outputs)
+            if self.flip:  # both views in one call; the distribution head's outputs average to their mixture
+                both = self.forward(np.concatenate([faces, faces[:, :, ::-1]]), 2 * batch_size, verbose)
+                outputs = (both[: len(faces)] + both[len(faces) :]) / 2
+            else:
+                outputs = self.forward(faces, batch_size, verbose)
+        age, std = summarize_outputs(outputs)
         return Prediction(age=age, std=std)
-
     def interval(self, prediction: Prediction, level: str = "90") -> tuple[np.ndarray, np.ndarray] | None:
         """The calibrated prediction interval (low, high) in years, or None if the checkpoint has none."""
         threshold = self.conformal_thresholds.get(level)

@@ -35,6 +35,7 @@ import numpy as np
 
 from agejax import cache, metrics, models, pipeline, report, split
 from agejax.configs import TrainConfig
+from agejax.predict import summarize_outputs
 
 MONITOR = "val_age_mae"
 
@@ -170,7 +171,7 @@ def git_commit() -> str:
 def val_mae(model: keras.Model, arrays: cache.SplitArrays, batch_size: int) -> float:
     """The model's MAE on the validation split (the test split is scored only by the export)."""
     outputs = pipeline.predict_outputs(model, arrays.images, batch_size)
-    return metrics.mae(arrays.ages, models.summarize_outputs(outputs)[0])
+    return metrics.mae(arrays.ages, summarize_outputs(outputs)[0])
 
 
 def _check_run_dir(run_dir: Path, config: TrainConfig) -> None:

@@ -4,11 +4,12 @@
     python benchmarks/startup.py --source ../shared/data/utkface/ [--runs 3]
 
 Each figure is the median over --runs whole processes, all in one run:
-- one aligned crop with `agejax-batch DIR --aligned -q`, cold (an empty compilation cache)
+- one aligned crop with `python scripts/batch_predict.py DIR --aligned -q`, cold (an empty compilation cache)
   and warm (the cache the cold run filled), and the peer on the same crop;
 - 1,500 aligned test crops, warm, agejax against the peer (one process each, as a user runs them);
 - `python demo.py` until it answers HTTP (warm), its first /estimate and the median of 5 later ones.
-Writes benchmarks/results/startup.json.
+The crops are renamed without their age labels, as a user's own photos are, so agejax
+writes no evaluation report beside the CSV. Writes benchmarks/results/startup.json.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="agejax_startup_"))
     archives = sorted(args.source.glob("*.tar.gz")) or [args.source]
     data.export_files(split.records_of(archives, "test")[: args.crops], work / "crops")
+    # Unlabelled names, as a user's own photos: agejax then writes no evaluation report (nor does the peer).
+    for index, path in enumerate(sorted((work / "crops").iterdir())):
+        path.rename(path.with_name(f"face_{index:05d}.jpg"))
     one = work / "one"
     one.mkdir()
     shutil.copy(next(iter(sorted((work / "crops").iterdir()))), one)

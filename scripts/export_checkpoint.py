@@ -2,8 +2,10 @@
 
     python scripts/export_checkpoint.py --run-dir runs/cnn_cpu --name cnn
     python scripts/export_checkpoint.py --run-dir checkpoints/cnn --name cnn   # re-export in place
+    python scripts/export_checkpoint.py --run-dir checkpoints/cnn --name cnn --forward-only
 
-Writes checkpoints/<name>/: weights.npz (compressed), config.json, metrics.json,
+Writes checkpoints/<name>/: weights.npz (compressed), config.json, forward.jaxexport
+(the inference function that prediction runs), metrics.json,
 history.csv, curves.png, a model card (README.md) and the test-split evaluation
 report (report/: metrics, plots, intervals calibrated on validation). Validation and
 test MAE are measured for both the source model and the compressed one. Whether each
@@ -21,7 +23,7 @@ import sys
 from pathlib import Path
 
 from agejax import cache, checkpoint, evaluate, metrics, report, split
-from agejax.predict import CHECKPOINTS, Predictor
+from agejax.predict import CHECKPOINTS, Predictor, load_keras
 
 MAX_MAE_SHIFT = 0.05  # years: compression may not move test MAE by more
 
@@ -69,10 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help=f"where to write (default {CHECKPOINTS})")
     parser.add_argument("--replace-worse", action="store_true",
                         help="replace a checkpoint that has a lower validation MAE (refused otherwise)")
+    parser.add_argument("--forward-only", action="store_true",
+                        help=f"only rewrite a checkpoint's {checkpoint.FORWARD_FILE} (after a JAX upgrade); "
+                             "weights and measurements stay")
     args = parser.parse_args(argv)
 
+    if args.forward_only:
+        checkpoint.save_forward(*checkpoint.load(args.run_dir), args.run_dir)
+        print(f"wrote {args.run_dir / checkpoint.FORWARD_FILE}; engine {Predictor.load(args.run_dir).engine}")
+        return 0
     run_metrics = json.loads((args.run_dir / "metrics.json").read_text())
-    reference = Predictor.load(args.run_dir)
+    model, config = load_keras(args.run_dir)
+    reference = Predictor.from_model(model, config, args.run_dir)
     val = evaluate.cached_split("val", reference.image_size, args.cache_root)
     test = evaluate.cached_split("test", reference.image_size, args.cache_root)
 
@@ -90,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
               "pass --replace-worse to replace it anyway", file=sys.stderr)
         return 1
 
-    checkpoint.save(reference.model, reference.config, target, args.weights_format)
+    checkpoint.save(model, config, target, args.weights_format)
     compressed = Predictor.load(target)
+    if compressed.engine != "jax.export":
+        print(f"error: {target / checkpoint.FORWARD_FILE} does not load back", file=sys.stderr)
+        return 1
     compressed.flip = reference.flip
     test_report, predicted = evaluate.evaluate_predictor(compressed, test, calibration=val, verbose=0)
     command = "python scripts/export_checkpoint.py " + shlex.join(argv if argv is not None else sys.argv[1:])

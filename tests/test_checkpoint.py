@@ -7,7 +7,7 @@ import pytest
 
 from agejax import checkpoint, models, predict
 from agejax.configs import TrainConfig
-from agejax.predict import CHECKPOINTS
+from agejax.predict import CHECKPOINTS, Predictor
 
 
 def tiny(folder, weight_format: str = "float16"):
@@ -85,3 +85,52 @@ def test_the_default_model_is_the_shipped_one_lowest_on_validation(tmp_path, mon
 def test_the_shipped_checkpoints_load(name):
     model, config = checkpoint.load(CHECKPOINTS / name)
     assert config.backbone == name and model.count_params() > 1e6
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet50"])
+def test_the_shipped_checkpoints_serve_from_their_exported_function(name):
+    assert Predictor.load(name).engine == "jax.export"
+
+
+def test_the_exported_function_gives_the_keras_models_ages_for_any_batch(tmp_path):
+    model, folder = tiny(tmp_path)
+    exported = Predictor.load(folder)
+    built = Predictor.from_model(*checkpoint.load(folder), folder)
+    assert (exported.engine, built.engine) == ("jax.export", "keras")
+    faces = np.random.default_rng(0).integers(0, 255, (37, 32, 32, 3), dtype=np.uint8)
+    for flip in (False, True):
+        exported.flip = built.flip = flip
+        for count, batch_size in ((1, 16), (3, 16), (37, 16), (37, 64)):
+            got, expected = exported.predict(faces[:count], batch_size), built.predict(faces[:count], batch_size)
+            np.testing.assert_allclose(got.age, expected.age, atol=1e-4)
+            np.testing.assert_allclose(got.std, expected.std, atol=1e-4)
+
+
+def stale_forward_from_another_model(folder, tmp_path):
+    config = TrainConfig(backbone="cnn", head="distribution", image_size=32, cnn_width=8)
+    checkpoint.save(models.build_from_config(config), config, tmp_path / "other")
+    (folder / checkpoint.FORWARD_FILE).write_bytes((tmp_path / "other" / checkpoint.FORWARD_FILE).read_bytes())
+
+
+def stale_forward_of_another_size(folder, tmp_path):
+    config = TrainConfig(backbone="cnn", head="distribution", image_size=48)
+    checkpoint.save(models.build_from_config(config), config, tmp_path / "other")
+    (folder / checkpoint.FORWARD_FILE).write_bytes((tmp_path / "other" / checkpoint.FORWARD_FILE).read_bytes())
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda folder, tmp_path: (folder / checkpoint.FORWARD_FILE).unlink(),
+    lambda folder, tmp_path: (folder / checkpoint.FORWARD_FILE).write_bytes(b"written by another JAX"),
+    lambda folder, tmp_path: (folder / checkpoint.FORWARD_FILE).write_bytes(
+        (folder / checkpoint.FORWARD_FILE).read_bytes()[:500]),
+    stale_forward_from_another_model,
+    stale_forward_of_another_size,
+], ids=["absent", "unreadable", "truncated", "another-model", "another-size"])
+def test_without_a_usable_exported_function_keras_gives_the_same_ages(spoil, tmp_path):
+    _, folder = tiny(tmp_path)
+    faces = np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    expected = Predictor.load(folder).predict(faces).age
+    spoil(folder, tmp_path)
+    predictor = Predictor.load(folder)
+    assert predictor.engine == "keras"
+    np.testing.assert_allclose(predictor.predict(faces).age, expected, atol=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import os
@@ -20,6 +21,7 @@ from agejax.predict import default_model
 
 from browser import CHROMIUM, Browser
 from conftest import REPO, group_photo
+from fuzz_images import write_fuzz_folder
 
 
 def free_port() -> int:
@@ -34,7 +36,7 @@ def server():
     assert "cnn" in predictors, "the shipped CNN must load"
     app = demo.build_app(predictors)
     port = free_port()
-    demo.serve(app, "127.0.0.1", port, block=False)
+    demo.serve(app, "127.0.0.1", port, quiet=True)
     yield f"http://127.0.0.1:{port}/", predictors
     app.close()
 
@@ -97,6 +99,25 @@ def test_bad_files_get_a_clear_message_not_a_trace(client, tmp_path, name, conte
     image, rows, message = estimate(client, path)
     assert image is None and rows == []
     assert f"This file could not be used: {expected}" in message and "Traceback" not in message
+
+
+def test_fuzzed_uploads_each_get_a_plain_answer(client, tmp_path):
+    """The batch CLI's fuzz files, uploaded over HTTP: faces, the whole image or the reason, never a trace."""
+    written = write_fuzz_folder(tmp_path / "fuzz", 60, seed=3)
+    assert len(set(written.values())) >= 8
+    answered = collections.Counter()
+    for name, kind in written.items():
+        image, rows, message = estimate(client, tmp_path / "fuzz" / name, whole=True)
+        assert "Traceback" not in message and "\n" not in message.strip(), (name, message)
+        if image is None:
+            assert rows == [] and message.startswith("**This file could not be used: "), (name, message)
+            answered["refused"] += 1
+        else:
+            assert rows and all(float(row[1]) >= 0 for row in rows), (name, message)
+            answered["scored"] += 1
+        if kind in ("intact", "exif"):
+            assert image is not None, name
+    assert answered["refused"] and answered["scored"]
 
 
 def test_huge_and_tiny_images(client, tmp_path):

@@ -43,6 +43,7 @@ def test_the_wheel_declares_the_commands_and_pinned_dependencies_and_carries_the
     assert "keras==3.15.1" in metadata.get_all("Requires-Dist")
     assert "pytest==9.2.0; extra == 'dev'" in [r.replace('"', "'") for r in metadata.get_all("Requires-Dist")]
     for shipped in ("agejax/checkpoints/cnn/weights.npz", "agejax/checkpoints/cnn/metrics.json",
+                    "agejax/checkpoints/cnn/forward.jaxexport", "agejax/checkpoints/resnet50/forward.jaxexport",
                     "agejax/splits/utkface.csv", "agejax/conv_choices.json", "agejax/examples/group.jpg",
                     "agejax/scoring.py", "agejax/cli/batch_predict.py", "agejax/demo.py"):
         assert shipped in names
@@ -53,14 +54,15 @@ def test_an_installed_wheel_finds_its_checkpoints_from_any_folder(wheel, tmp_pat
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
                    check=True)
-    script = ("from agejax.predict import CHECKPOINTS, Predictor; "
-              "print(CHECKPOINTS); print(Predictor.load('cnn').predict(__import__('numpy').zeros((1, 64, 64, 3), "
-              "'uint8')).age.shape)")
+    script = ("import sys; from agejax.predict import CHECKPOINTS, Predictor; predictor = Predictor.load('cnn'); "
+              "print(CHECKPOINTS); print(predictor.predict(__import__('numpy').zeros((1, 64, 64, 3), 'uint8')).age.shape); "
+              "print(predictor.engine, 'keras' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(site)}  # ahead of the checkout's editable install
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    checkpoints, shape = result.stdout.strip().splitlines()[-2:]
+    checkpoints, shape, engine = result.stdout.strip().splitlines()[-3:]
     assert Path(checkpoints) == site / "agejax" / "checkpoints" and shape == "(1,)"
+    assert engine == "jax.export False", "the shipped model serves without importing Keras"
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -4,6 +4,7 @@
     python scripts/batch_predict.py crops/ --aligned -o ages.csv  # aligned face crops (e.g. UTKFace)
     python scripts/batch_predict.py photos/ --resume              # continue a killed run
     python scripts/batch_predict.py photos/ --shard 0/4 -o part0.csv   # one of 4 machines
+    python scripts/batch_predict.py crops/ --aligned --fast       # each face once: 2x faster
 
 Columns: path (relative to DIR), face (0 = largest), crop (face, aligned or whole),
 detector (the cascade stage that found the face: hog, hog_rotated or cnn), left, top,
@@ -53,6 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--on-no-face", choices=("skip", "whole"), default="skip",
                         help="when no face is found: write a 'no face found' row (skip, the default) "
                         "or score the whole image (whole)")
+    parser.add_argument("--fast", action="store_true",
+                        help="score each face once instead of also mirrored (the model's test-time flip): "
+                        "about twice as fast, slightly less accurate (both MAEs are in the model card); "
+                        "the model column then says e.g. cnn-fast")
     parser.add_argument("--batch-size", type=int, default=64, help="faces per model call (default 64)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an existing output CSV: files already in it are not scored again")
@@ -74,8 +79,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def report_labelled(args: argparse.Namespace, model_name: str) -> None:
-    from agejax import metrics, report
-
     labels = None
     if args.labels is not None:
         labels, skipped = data.read_age_labels(args.labels)
@@ -85,6 +88,8 @@ def report_labelled(args: argparse.Namespace, model_name: str) -> None:
     rows = batch.labelled_rows(args.output, labels)
     if rows is None:
         return
+    from agejax import metrics, report  # scikit-learn and matplotlib: only where there is a report
+
     result = metrics.full_report(rows["true"], rows["predicted"], rows["std"], rows["genders"], rows["races"])
     command = "python scripts/batch_predict.py " + shlex.join(sys.argv[1:])
     result = {"model": model_name, "set": str(args.directory), "command": command, **result}
@@ -103,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.fast and predictor.flip:
+        predictor.flip = False
+        predictor.name += "-fast"  # the CSV says how its ages were made, and --resume keeps to one way
     try:
         out, done = batch.open_output(args.output, args.resume, predictor.name)
     except batch.OutputError as err:

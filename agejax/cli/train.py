@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -67,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     config = dataclasses.replace(config, **overrides)
 
-    # Two virtual CPU devices for data parallelism; set before JAX starts.
-    os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    from agejax import benchmark, train
+    from agejax import benchmark, train  # JAX starts here, on one CPU device per core (agejax/__init__.py)
 
     try:
         if args.benchmark:  # stdout is one JSON document, the config included
