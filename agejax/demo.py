@@ -99,14 +99,10 @@ def available_models() -> dict[str, Predictor]:
     return {name: Predictor.load(name) for name in shipped_by_validation()}
 
 
-def warm_up(predictors: dict[str, Predictor]) -> None:
-    """Compiles (or reads from the cache) every batch shape the demo uses, the default model's
-    single face first: what a visitor's first photo needs is ready soonest.
-    """
-    for predictor in predictors.values():
-        for size in sorted({bucket_size(count, MAX_BATCH) for count in range(1, MAX_BATCH + 1)}):
-            faces = np.zeros((size, predictor.image_size, predictor.image_size, 3), np.uint8)
-            predictor.predict(faces, batch_size=size)
+def warm_up(predictor: Predictor, sizes: list[int]) -> None:
+    """Compiles (or reads from the compilation cache) the model for these batch sizes."""
+    for size in sizes:
+        predictor.predict(np.zeros((size, predictor.image_size, predictor.image_size, 3), np.uint8), batch_size=size)
 
 
 # Estimate tab.
@@ -416,10 +412,21 @@ def main() -> None:
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio link (off by default)")
     args = parser.parse_args()
     predictors = available_models()
+    default = predictors[next(iter(predictors))]
+    sizes = sorted({bucket_size(count, MAX_BATCH) for count in range(1, MAX_BATCH + 1)})
+    # A visitor's first photo most often has one face: that shape and the face detectors are
+    # ready before the server listens, the default model's other shapes compile just after, and the other models'
+    # on their first use (from the compilation cache, a second or two each: compiling them
+    # all up front would slow the first visitors' answers several times).
+    warm_up(default, sizes[:1])
+    face_aligner()  # the detectors and the landmark model, which every photo needs
+    # Gradio asks matplotlib for its backend around every call; the first time, that imports
+    # pyplot (half a second) unless the backend is named: a server draws off screen.
+    os.environ.setdefault("MPLBACKEND", "agg")
+    import matplotlib  # noqa: F401
     app = build_app(predictors)
-    # Listen first, then compile: a request meanwhile takes its turn on the model (Predictor's lock).
     serve(app, args.host, args.port, args.share)
-    warm_up(predictors)
+    warm_up(default, sizes[1:])
     app.block_thread()
 
 
