@@ -53,8 +53,14 @@ AUGMENTATION_FIELDS = (
 )
 
 PRESETS: dict[str, TrainConfig] = {
-    # The shipped CNN: 64 px keeps CPU training inside one session.
+    # The first shipped CNN: 64 px keeps CPU training inside one session.
     "cnn_cpu": TrainConfig(backbone="cnn", image_size=64, epochs=30, batch_size=64, learning_rate=2e-3),
+    # The shipped CNN (checkpoints/cnn): 96 px and the degradations of real photos; about
+    # 8 min an epoch here, so it runs in resumable pieces (--stop-after).
+    "cnn_96px": TrainConfig(
+        backbone="cnn", image_size=96, epochs=22, batch_size=64, learning_rate=2e-3,
+        max_rotation_deg=10.0, grey_prob=0.1, blur_prob=0.1, dark_prob=0.1, max_noise=3.0,
+    ),
     # A CPU stand-in for the ResNet50 until a GPU run replaces it: at 8.5 img/s an
     # epoch takes about 35 min here, so two epochs fit beside a session's other work.
     "resnet50_cpu": TrainConfig(
