@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import io
 import multiprocessing
+import multiprocessing.pool
 import os
 import sys
 import time
@@ -320,6 +321,22 @@ class _BatchScorer:
             self.out.flush()
 
 
+@contextlib.contextmanager
+def reader_pool(aligned: bool, workers: int | None = None) -> Iterator[multiprocessing.pool.Pool | None]:
+    """The processes that decode and detect (None for workers=0: this process reads).
+
+    Started before the model loads, their start-up overlaps it (the CLI does this).
+    """
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    if workers == 0:  # no start-up cost, for a handful of files
+        prepare_reader(aligned)
+        yield None
+        return
+    context = multiprocessing.get_context("spawn")  # the main process runs JAX, which must not fork
+    with context.Pool(workers, initializer=prepare_reader, initargs=(aligned,)) as pool:
+        yield pool
+
+
 def run(
     root: Path,
     out: TextIO,
@@ -331,10 +348,15 @@ def run(
     done: set[str] | None = None,
     shard: Shard | None = None,
     workers: int | None = None,
+    pool: multiprocessing.pool.Pool | None = None,
     progress: bool = True,
     detector: str = "auto",
 ) -> Summary:
-    """Scores every image under root into `out` (a CSV opened by open_output)."""
+    """Scores every image under root into `out` (a CSV opened by open_output).
+
+    Reads with `pool` (from reader_pool, with the same `aligned`) where given, otherwise
+    with `workers` processes of its own.
+    """
     done = done or set()
     summary = Summary()
     options = ReadOptions(predictor.image_size, aligned, whole_if_no_face, detector)
@@ -350,16 +372,11 @@ def run(
             yield root, relative, error, options
 
     scorer = _BatchScorer(predictor, batch_size, out)
-    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        if workers == 0:  # read in this process: no start-up cost, for a handful of files
-            prepare_reader(aligned)
-            results = map(_read_job, jobs())
-        else:
-            context = multiprocessing.get_context("spawn")  # the main process runs JAX, which must not fork
-            pool = stack.enter_context(context.Pool(workers, initializer=prepare_reader, initargs=(aligned,)))
-            results = _in_order(pool, jobs(), window=2 * batch_size + 4 * workers)
+        if pool is None:
+            pool = stack.enter_context(reader_pool(aligned, workers))
+        results = map(_read_job, jobs()) if pool is None else _in_order(pool, jobs(), window=2 * batch_size + 32)
         bar = stack.enter_context(tqdm(unit="img", file=sys.stderr, disable=not progress, smoothing=0.1))
         for result in results:
             summary.images += 1

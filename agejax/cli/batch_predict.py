@@ -101,34 +101,36 @@ def report_labelled(args: argparse.Namespace, model_name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from agejax.predict import Predictor, default_model  # imports JAX: after the arguments are checked
+    # The workers start first: their start-up overlaps loading the model.
+    with batch.reader_pool(args.aligned, args.workers) as pool:
+        from agejax.predict import Predictor, default_model  # imports JAX: after the arguments are checked
 
-    try:
-        predictor = Predictor.load(args.model or default_model())
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.fast and predictor.flip:
-        predictor.flip = False
-        predictor.name += "-fast"  # the CSV says how its ages were made, and --resume keeps to one way
-    try:
-        out, done = batch.open_output(args.output, args.resume, predictor.name)
-    except batch.OutputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: cannot write {args.output}: {err.strerror or err}", file=sys.stderr)
-        return 1
-    try:
-        with out:
-            summary = batch.run(
-                args.directory, out, predictor, aligned=args.aligned, whole_if_no_face=args.on_no_face == "whole",
-                batch_size=args.batch_size, done=done, shard=args.shard, workers=args.workers,
-                progress=not args.quiet, detector=args.detector,
-            )
-    except OSError as err:
-        print(f"error: cannot write {args.output}: {err.strerror or err}; rerun with --resume", file=sys.stderr)
-        return 1
+        try:
+            predictor = Predictor.load(args.model or default_model())
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if args.fast and predictor.flip:
+            predictor.flip = False
+            predictor.name += "-fast"  # the CSV says how its ages were made, and --resume keeps to one way
+        try:
+            out, done = batch.open_output(args.output, args.resume, predictor.name)
+        except batch.OutputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:
+            print(f"error: cannot write {args.output}: {err.strerror or err}", file=sys.stderr)
+            return 1
+        try:
+            with out:
+                summary = batch.run(
+                    args.directory, out, predictor, aligned=args.aligned, whole_if_no_face=args.on_no_face == "whole",
+                    batch_size=args.batch_size, done=done, shard=args.shard, workers=args.workers, pool=pool,
+                    progress=not args.quiet, detector=args.detector,
+                )
+        except OSError as err:
+            print(f"error: cannot write {args.output}: {err.strerror or err}; rerun with --resume", file=sys.stderr)
+            return 1
     print(summary.line(), file=sys.stderr)
     report_labelled(args, predictor.name)
     return 0
