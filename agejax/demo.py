@@ -414,12 +414,11 @@ def main() -> None:
     predictors = available_models()
     default = predictors[next(iter(predictors))]
     sizes = sorted({bucket_size(count, MAX_BATCH) for count in range(1, MAX_BATCH + 1)})
-    # A visitor's first photo most often has one face: that shape and the face detectors are
-    # ready before the server listens, the default model's other shapes compile just after, and the other models'
-    # on their first use (from the compilation cache, a second or two each: compiling them
-    # all up front would slow the first visitors' answers several times).
+    # A visitor's first photo most often has one face: that shape is compiled (and the face
+    # detectors loaded, make_estimate) before the server listens; the default model's other
+    # shapes compile just after, the other models' on their first use (from the compilation
+    # cache, a second or two each: compiling them all up front slowed the first answers).
     warm_up(default, sizes[:1])
-    face_aligner()  # the detectors and the landmark model, which every photo needs
     # Gradio asks matplotlib for its backend around every call; the first time, that imports
     # pyplot (half a second) unless the backend is named: a server draws off screen.
     os.environ.setdefault("MPLBACKEND", "agg")

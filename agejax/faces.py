@@ -18,6 +18,7 @@ boxes are given in the original image.
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import dlib
 import face_recognition_models
@@ -52,12 +53,18 @@ class FaceAligner:
         self.detector = dlib.get_frontal_face_detector()
         self.landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
         self._cnn_detector = None  # loaded at its first use
+        # dlib's detectors and landmark model are not safe to run from two threads at once:
+        # the demo's Estimate and Batch tabs did, and corrupted the server's heap. Calls take turns.
+        self._lock = threading.Lock()
 
     def faces(self, image: np.ndarray, detector: str = "auto") -> list[Face]:
         """Every face found by ``detector`` (one of DETECTORS), aligned, largest first."""
         if detector not in DETECTORS:
             raise ValueError(f"unknown detector {detector!r}; expected one of {DETECTORS}")
-        image = np.ascontiguousarray(image, dtype=np.uint8)
+        with self._lock:
+            return self._faces(np.ascontiguousarray(image, dtype=np.uint8), detector)
+
+    def _faces(self, image: np.ndarray, detector: str) -> list[Face]:
         if detector in ("auto", "hog"):
             found = self._aligned(image, self.detect_hog(image), "hog")
             if found or detector == "hog":

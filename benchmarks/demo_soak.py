@@ -1,14 +1,16 @@
 """A demo that runs for days: the server's memory and disk while it answers many requests.
 
     pip install -e . -r benchmarks/requirements.txt
-    python benchmarks/demo_soak.py [--requests 600] [--every 50]
+    python benchmarks/demo_soak.py [--requests 1000] [--every 100]
 
 Starts `python demo.py` with its own Gradio cache and temporary folders, then sends
---requests requests one after another: three in four to /estimate, each with a new file
-(the same photo with another JPEG comment: Gradio stores identical uploads once),
-one in four to /batch with three files.
-Every --every requests it records the resident memory of the server and its children and
-the bytes under its Gradio cache and temporary folders. Writes
+--requests mixed requests: one in ten a broken file (a truncated JPEG) to /estimate, one in
+four to /batch with three files, the rest to /estimate, each with a new file (the same
+photo with another JPEG comment: Gradio stores identical uploads once). The first and last
+thirds go one after another; the middle third comes from 10 clients at once. Every answer
+is checked. Every --every requests it records the resident memory of the server and its
+children, their open file descriptors, and the bytes under its Gradio cache and temporary
+folders. Writes
 benchmarks/results/demo_soak.json: the samples, and the growth per request over the second
 half of the run (the first half includes warm-up).
 """
@@ -46,38 +48,64 @@ def growth_per_request(samples: list[dict], key: str) -> float:
     return float(np.polyfit([s["requests"] for s in half], [s[key] for s in half], 1)[0])
 
 
+def send(client: Client, request: int, work: Path, portrait: Image.Image, batch_files: list):
+    """Submits request number `request` (its kind follows from the number); returns a check."""
+    if request % 10 == 0:
+        broken = work / f"broken_{request}.jpg"
+        broken.write_bytes((REPO / "examples" / "grace_hopper.jpg").read_bytes()[:3000])
+        job = client.submit(handle_file(str(broken)), "cnn", False, False, api_name="/estimate")
+        return job, lambda answer: answer[0] is None and "could not be used" in answer[2]
+    if request % 4 == 0:
+        job = client.submit(batch_files, "cnn", False, False, api_name="/batch")
+        return job, lambda answer: len(answer[0]["data"]) == 5  # 3 faces in the group photo, 2 crops whole
+    photo = work / f"photo_{request}.jpg"
+    portrait.save(photo, quality=90, comment=f"request {request}")  # a new file every time
+    job = client.submit(handle_file(str(photo)), "cnn", False, False, api_name="/estimate")
+    return job, lambda answer: len(answer[1]["data"]) == 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=600)
-    parser.add_argument("--every", type=int, default=50, help="requests between samples (default 50)")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--every", type=int, default=100, help="requests between samples (default 100)")
+    parser.add_argument("--clients", type=int, default=10, help="clients at once in the middle third (default 10)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="agejax_soak_"))
-    gradio_cache, temporary = work / "gradio", work / "tmp"
-    gradio_cache.mkdir()
-    temporary.mkdir()
+    gradio_cache, temporary, uploads = work / "gradio", work / "tmp", work / "uploads"
+    for folder in (gradio_cache, temporary, uploads):
+        folder.mkdir()
     portrait = Image.open(REPO / "examples" / "grace_hopper.jpg").convert("RGB")
-    photo = work / "photo.jpg"
     batch_files = [handle_file(str(REPO / "examples" / name)) for name in ("group.jpg", "utkface_4.jpg", "utkface_31.jpg")]
 
     port = free_port()
     server, ready_s = start_server(port, ["demo.py"], {"GRADIO_TEMP_DIR": str(gradio_cache), "TMPDIR": str(temporary)})
-    samples = []
+    samples, failed = [], []
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        url = f"http://127.0.0.1:{port}/"
+        client = Client(url, verbose=False)
         process = psutil.Process(server.pid)
         start = time.perf_counter()
-        for request in range(1, args.requests + 1):
-            if request % 4:
-                portrait.save(photo, quality=90, comment=f"request {request}")  # a new file every time
-                _, table, _ = client.predict(handle_file(str(photo)), "cnn", False, False, api_name="/estimate")
-                assert len(table["data"]) == 1, table
-            else:
-                table, _, _ = client.predict(batch_files, "cnn", False, False, api_name="/batch")
-                assert len(table["data"]) == 5, table  # 3 faces in the group photo, 2 crops scored whole
-            if request % args.every == 0:
+        request = 0
+        while request < args.requests:
+            together = args.clients if args.requests // 3 <= request < 2 * args.requests // 3 else 1
+            numbers = range(request + 1, min(request + together, args.requests) + 1)
+            # Visitors at once each come with their own client, as browsers do.
+            senders = [client] if together == 1 else [Client(url, verbose=False) for _ in numbers]
+            sent = [send(sender, number, uploads, portrait, batch_files) for sender, number in zip(senders, numbers)]
+            for number, (job, check) in zip(numbers, sent):
+                if not check(job.result(timeout=600)):
+                    failed.append(number)
+            for number in numbers:
+                (uploads / f"photo_{number}.jpg").unlink(missing_ok=True)
+                (uploads / f"broken_{number}.jpg").unlink(missing_ok=True)
+            request = numbers[-1]
+            if request // args.every > (request - len(numbers)) // args.every:
+                everyone = [process, *process.children(recursive=True)]
                 samples.append({"requests": request, "seconds": round(time.perf_counter() - start, 1),
+                                "clients_at_once": together,
                                 "rss_mib": round(server_rss(process) / 2**20, 1),
+                                "open_files": sum(p.num_fds() for p in everyone),
                                 "gradio_cache_mib": round(folder_bytes(gradio_cache) / 2**20, 2),
                                 "temporary_mib": round(folder_bytes(temporary) / 2**20, 2)})
                 print(samples[-1], flush=True)
@@ -86,17 +114,20 @@ def main() -> int:
         server.wait(timeout=30)
 
     results = {
-        "command": f"python benchmarks/demo_soak.py --requests {args.requests} --every {args.every}",
+        "command": f"python benchmarks/demo_soak.py --requests {args.requests} --every {args.every} "
+                   f"--clients {args.clients}",
         "ready_seconds": round(ready_s, 1),
+        "requests_answered_wrongly": failed,
         "growth_per_request_second_half": {
             key: round(growth_per_request(samples, key) * 1024, 2) for key in ("rss_mib", "gradio_cache_mib", "temporary_mib")
         },
+        "open_files_first_last": [samples[0]["open_files"], samples[-1]["open_files"]],
         "growth_unit": "KiB per request",
         "samples": samples,
     }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "samples"}, indent=2))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -187,6 +187,22 @@ def test_ten_visitors_sending_the_same_photo_at_once_each_get_a_whole_answer(ser
             assert annotated.size == Image.open(photo).size
 
 
+def test_estimate_and_batch_requests_at_once_all_get_whole_answers(server):
+    """The two tabs run in different threads: face detection there once corrupted the server's heap."""
+    photo = handle_file(str(REPO / "examples" / "grace_hopper.jpg"))
+    files = [handle_file(str(REPO / "examples" / name)) for name in ("group.jpg", "utkface_4.jpg", "utkface_31.jpg")]
+    for _ in range(2):
+        clients = [Client(server[0], verbose=False) for _ in range(8)]
+        jobs = [c.submit(files, "cnn", False, False, api_name="/batch") if i % 2 else
+                c.submit(photo, "cnn", False, False, api_name="/estimate") for i, c in enumerate(clients)]
+        for i, job in enumerate(jobs):
+            answer = job.result(timeout=300)
+            if i % 2:
+                assert len(answer[0]["data"]) == 5  # 3 faces in the group photo, 2 crops scored whole
+            else:
+                assert answer[2].startswith("Found 1 face") and len(answer[1]["data"]) == 1
+
+
 def test_batch_endpoint_returns_the_batch_cli_rows_and_a_csv(client, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")

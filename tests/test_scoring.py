@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 
 import numpy as np
@@ -80,3 +81,15 @@ def test_a_large_photo_is_decoded_downscaled_and_boxed_in_full_size_pixels(cnn):
 
 def test_bucket_sizes_are_powers_of_two_up_to_the_largest_batch():
     assert [scoring.bucket_size(n, 16) for n in (1, 2, 3, 4, 5, 8, 9, 16, 17, 40)] == [1, 2, 4, 4, 8, 8, 16, 16, 16, 16]
+
+
+def test_threads_sharing_the_face_aligner_get_the_faces_each_gets_alone():
+    """The demo's Estimate and Batch tabs detect in different threads with one aligner."""
+    from agejax.faces import FaceAligner
+
+    aligner = FaceAligner()
+    photos = [np.asarray(Image.open(REPO / "examples" / name).convert("RGB")) for name in ("group.jpg", "grace_hopper.jpg")]
+    alone = [[face.box for face in aligner.faces(photo)] for photo in photos]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: [face.box for face in aligner.faces(photos[i % 2])], range(32)))
+    assert together == [alone[i % 2] for i in range(32)]
