@@ -5,7 +5,8 @@ A checkpoint folder holds
     config.json        the TrainConfig that rebuilds the architecture
     weights.npz        every model weight, keyed by its path (e.g. "stem_conv/kernel"):
                        conv/dense kernels as int8 with one float32 scale per output channel
-                       ("int8") or as float16 ("float16"); everything else as float32
+                       ("int8") or as float16 ("float16"); everything else as float32.
+                       Beyond SHARD_BYTES the rest goes on in weights-1.npz, weights-2.npz...
     forward.jaxexport  uint8 faces (any batch) and the weights -> the model's outputs
     metrics.json       what the export measured, written by scripts/export_checkpoint.py
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     import keras
 
 FORMATS = ("int8", "float16", "float32")
+# Each weights file stays under this many bytes: a Hugging Face Space stores files over
+# 10 MB with Git LFS, and the repository keeps every file under 16 MiB.
+SHARD_BYTES = 9 * 10**6
 
 
 def _is_kernel(weight) -> bool:
@@ -66,9 +70,25 @@ def save(model: keras.Model, config: TrainConfig, folder: Path, weight_format: s
             arrays[f"{key}:f16"] = value.astype(np.float16)
         else:
             arrays[f"{key}:f32"] = value.astype(np.float32)
-    np.savez_compressed(folder / "weights.npz", **arrays)
+    for old in weight_files(folder):
+        old.unlink()
+    shards: list[dict[str, np.ndarray]] = [{}]
+    for name, value in arrays.items():  # int8 barely compresses: raw bytes bound each file
+        if shards[-1] and sum(v.nbytes for v in shards[-1].values()) + value.nbytes > SHARD_BYTES:
+            shards.append({})
+        shards[-1][name] = value
+    for index, shard in enumerate(shards):
+        np.savez_compressed(folder / ("weights.npz" if index == 0 else f"weights-{index}.npz"), **shard)
     (folder / "config.json").write_text(config.to_json())
     save_forward(model, config, folder)
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """weights.npz and the files it continues in, in order ([] where there is none)."""
+    folder = Path(folder)
+    first = [folder / "weights.npz"] if (folder / "weights.npz").exists() else []
+    rest = sorted(folder.glob("weights-*.npz"), key=lambda path: int(path.stem.partition("-")[2]))
+    return first + rest
 
 
 FORWARD_FILE = "forward.jaxexport"
@@ -154,8 +174,10 @@ def read_weights(folder: Path) -> dict[str, np.ndarray]:
     Checkpoints written before weights were keyed by path ("{index}_{kind}") give their
     positions as keys.
     """
-    with np.load(Path(folder) / "weights.npz") as stored:
-        files = {name: stored[name] for name in stored.files}
+    files = {}
+    for path in weight_files(folder):
+        with np.load(path) as stored:
+            files.update({name: stored[name] for name in stored.files})
     if not any(name.rpartition(":")[0] for name in files):
         files = {name.replace("_", ":", 1): value for name, value in files.items()}
     return {key: _value(files, key) for key in {name.rpartition(":")[0] for name in files}}

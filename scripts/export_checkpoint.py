@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     reference_val = min(val_with_flip, val_without_flip)
     target = args.checkpoints / args.name
     shipped_before = checkpoint.read_metrics(target).get("val_mae")
-    if shipped_before is not None and reference_val > shipped_before and not args.replace_worse:
+    # metrics.json keeps 4 decimals: a re-export in place measures the same model as equal.
+    if shipped_before is not None and round(reference_val, 4) > shipped_before and not args.replace_worse:
         print(f"error: {target} is better on validation ({shipped_before:.3f} against {reference_val:.3f}); "
               "pass --replace-worse to replace it anyway", file=sys.stderr)
         return 1
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "test_coverage": {level: row["coverage"] for level, row in test_report["conformal"]["levels"].items()},
         },
         "weight_format": args.weights_format,
-        "weights_mb": round((target / "weights.npz").stat().st_size / 1e6, 2),
+        "weights_mb": round(sum(path.stat().st_size for path in checkpoint.weight_files(target)) / 1e6, 2),
         "manifest_sha256": split.manifest_hash(),
         **{k: run_metrics[k] for k in ("best_epoch", "parameters", "git_commit", "devices", "peak_rss_mib", "config")},
     }
