@@ -237,11 +237,11 @@ def from_spreadsheet(text: str) -> str:
     return text[1:] if text.startswith("'") else text
 
 
-def _rows(result: FileResult, faces: list[FaceAge], model_name: str) -> list[list]:
+def rows_of(path: str, error: str, faces: list[FaceAge], model_name: str) -> list[list]:
     """CSV rows of one file: one per face, or one with the error. Text cells are spreadsheet-safe."""
-    path, model_name = spreadsheet_safe(result.path), spreadsheet_safe(model_name)
-    if result.found.error:
-        return [[path, *[""] * (len(COLUMNS) - 3), model_name, spreadsheet_safe(result.found.error)]]
+    path, model_name = spreadsheet_safe(path), spreadsheet_safe(model_name)
+    if error:
+        return [[path, *[""] * (len(COLUMNS) - 3), model_name, spreadsheet_safe(error)]]
     rows = []
     for index, face in enumerate(faces):
         std, low, high = ("" if v is None else f"{v:.{digits}f}"
@@ -272,6 +272,14 @@ class Summary:
             f"no face {self.no_face}, {rate:.1f} img/s ({self.seconds:.1f} s)"
         )
         return text + (f", {self.skipped} already in the CSV" if self.skipped else "")
+
+    def add(self, found: FoundFaces) -> None:
+        """Counts one handled file."""
+        self.images += 1
+        self.faces += len(found.crops)
+        self.faces_by_detector.update(name for name in found.detectors if name)
+        self.no_face += found.error == NO_FACE
+        self.errors += bool(found.error) and found.error != NO_FACE
 
 
 class _BatchScorer:
@@ -314,7 +322,8 @@ class _BatchScorer:
             if faces > len(self.scores):
                 break
             scores, self.scores = self.scores[:faces], self.scores[faces:]
-            writer.writerows(_rows(result, scoring.face_ages(result.found, scores), self.predictor.name))
+            faces = scoring.face_ages(result.found, scores)
+            writer.writerows(rows_of(result.path, result.found.error, faces, self.predictor.name))
             self.waiting.popleft()
         if buffer.tell():
             self.out.write(buffer.getvalue())
@@ -335,6 +344,17 @@ def reader_pool(aligned: bool, workers: int | None = None) -> Iterator[multiproc
     context = multiprocessing.get_context("spawn")  # the main process runs JAX, which must not fork
     with context.Pool(workers, initializer=prepare_reader, initargs=(aligned,)) as pool:
         yield pool
+
+
+def files_to_score(root: Path, shard: Shard | None, done: set[str], summary: Summary) -> Iterator[tuple[str, str]]:
+    """walk_images' (relative path, error) pairs of this shard that are not done yet; counts the skipped."""
+    for relative, error in walk_images(root):
+        if shard is not None and not shard.owns(relative):
+            continue
+        if relative in done:
+            summary.skipped += 1
+            continue
+        yield relative, error
 
 
 def run(
@@ -363,12 +383,7 @@ def run(
     root = Path(root)
 
     def jobs() -> Iterator[tuple[Path, str, str, ReadOptions]]:
-        for relative, error in walk_images(root):
-            if shard is not None and not shard.owns(relative):
-                continue
-            if relative in done:
-                summary.skipped += 1
-                continue
+        for relative, error in files_to_score(root, shard, done, summary):
             yield root, relative, error, options
 
     scorer = _BatchScorer(predictor, batch_size, out)
@@ -379,12 +394,7 @@ def run(
         results = map(_read_job, jobs()) if pool is None else _in_order(pool, jobs(), window=2 * batch_size + 32)
         bar = stack.enter_context(tqdm(unit="img", file=sys.stderr, disable=not progress, smoothing=0.1))
         for result in results:
-            summary.images += 1
-            error = result.found.error
-            summary.faces += result.found.count
-            summary.faces_by_detector.update(name for name in result.found.detectors if name)
-            summary.no_face += error == NO_FACE
-            summary.errors += bool(error) and error != NO_FACE
+            summary.add(result.found)
             scorer.add(result)
             bar.update()
         scorer.finish()

@@ -5,6 +5,8 @@
     python scripts/batch_predict.py photos/ --resume              # continue a killed run
     python scripts/batch_predict.py photos/ --shard 0/4 -o part0.csv   # one of 4 machines
     python scripts/batch_predict.py crops/ --aligned --fast       # each face once: 2x faster
+    python scripts/batch_predict.py photos/ --engine ray          # on Ray Data: a local cluster,
+    python scripts/batch_predict.py photos/ --engine ray --address HOST:6379   # or an existing one
 
 Columns: path (relative to DIR), face (0 = largest), crop (face, aligned or whole),
 detector (the cascade stage that found the face: hog, hog_rotated or cnn), left, top,
@@ -23,6 +25,7 @@ is printed and an evaluation report is written next to the CSV.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -66,7 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--labels", type=Path, help="CSV with columns path,age (paths relative to DIR): "
                         "print the MAE and write a report; UTKFace file names are used without it")
     parser.add_argument("--workers", type=int, default=None,
-                        help="decode/detect processes (default: the CPU count; 0 reads in the main process)")
+                        help="local engine: decode/detect processes (default: the CPU count; 0 reads in the main "
+                        "process)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: worker processes on this machine (the default); ray: Ray Data tasks decode "
+                        "and detect, an actor pool scores, and this process writes the same CSV")
+    parser.add_argument("--address", help="ray engine: the cluster to join (e.g. HOST:6379 or auto); "
+                        "without it a local Ray cluster is started for the run")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not args.directory.is_dir():
@@ -75,6 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--batch-size must be at least 1")
     if args.labels is not None and not args.labels.is_file():
         parser.error(f"labels file {args.labels} not found")
+    if args.engine == "ray" and args.workers is not None:
+        parser.error("--workers is for the local engine; Ray sizes its own tasks")
+    if args.engine != "ray" and args.address is not None:
+        parser.error("--address needs --engine ray")
     return args
 
 
@@ -101,8 +114,21 @@ def report_labelled(args: argparse.Namespace, model_name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # The workers start first: their start-up overlaps loading the model.
-    with batch.reader_pool(args.aligned, args.workers) as pool:
+    # The local engine's workers, or Ray, start first: their start-up overlaps loading the model,
+    # and Ray's processes start before this one runs JAX's threads.
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if args.engine == "local":
+            pool = stack.enter_context(batch.reader_pool(args.aligned, args.workers))
+        else:
+            from agejax import ray_engine
+
+            try:
+                ray_engine.start(args.address, quiet=args.quiet)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                print(f"error: cannot start or join the Ray cluster{f' at {args.address}' if args.address else ''}: "
+                      f"{err}", file=sys.stderr)
+                return 2
         from agejax.predict import Predictor, default_model  # imports JAX: after the arguments are checked
 
         try:
@@ -123,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         try:
             with out:
-                summary = batch.run(
-                    args.directory, out, predictor, aligned=args.aligned, whole_if_no_face=args.on_no_face == "whole",
-                    batch_size=args.batch_size, done=done, shard=args.shard, workers=args.workers, pool=pool,
-                    progress=not args.quiet, detector=args.detector,
-                )
+                common = dict(aligned=args.aligned, whole_if_no_face=args.on_no_face == "whole",
+                              batch_size=args.batch_size, done=done, shard=args.shard, progress=not args.quiet,
+                              detector=args.detector)
+                if args.engine == "ray":
+                    summary = ray_engine.run(args.directory, out, predictor, **common)
+                else:
+                    summary = batch.run(args.directory, out, predictor, workers=args.workers, pool=pool, **common)
         except OSError as err:
             print(f"error: cannot write {args.output}: {err.strerror or err}; rerun with --resume", file=sys.stderr)
             return 1

@@ -1,0 +1,194 @@
+"""Batch scoring on Ray Data: the same CSV rows as the local engine, from a Ray cluster.
+
+The driver walks the folder (the same order, shards and resume as ``agejax.batch``)
+and writes the CSV. Ray Data reads each file, decodes it and finds its faces in tasks
+(one row per face, or one row with the reason there is none), and a pool of actors,
+each loading the model once, scores the faces in full batches. Ray retries the work of
+a task or actor that dies, so a lost worker costs time, not rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import numpy as np
+from tqdm import tqdm
+
+from agejax import batch, scoring
+from agejax.scoring import FaceAge, FoundFaces
+
+if TYPE_CHECKING:
+    from agejax.predict import Predictor
+
+BOX = ("left", "top", "right", "bottom")
+
+
+def start(address: str | None = None, quiet: bool = False) -> None:
+    """Joins the cluster at `address`, or starts a local one sized to this machine (once per process).
+
+    A local cluster is of this machine alone, on the loopback address. Ray's warnings and
+    notes stay in its session's log files; with `quiet`, its core's error lines too (e.g. a
+    note about actor restarts that does not apply here).
+    """
+    if address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's single-node mode: 127.0.0.1
+    elif address != "auto":
+        check_reachable(address)
+    if quiet:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # read by Ray's core when it starts
+    import ray
+    import ray.data
+
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
+        logging_level=logging.ERROR, log_to_driver=False,
+    )
+    for handler in logging.getLogger("ray.data").handlers:  # the terminal's, not the session log file's
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows come back in walk order
+    context.enable_progress_bars = False  # our own bar counts files
+    context.print_on_execution_start = False
+
+
+def check_reachable(address: str) -> None:
+    """Raises ConnectionError unless something accepts connections at HOST:PORT (Ray itself retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as err:
+        raise ConnectionError(f"nothing answers at {address} ({err})") from None
+
+
+def face_rows(item: dict, root: str, options: batch.ReadOptions) -> list[dict]:
+    """One file's rows for the scorer: one per face found, or one carrying the reason there is none."""
+    if item["error"]:
+        found = FoundFaces(error=item["error"])
+    else:
+        found = batch.read_file(Path(root), item["path"], options).found
+    base = {"order": item["order"], "path": item["path"]}
+    if found.error:
+        blank = np.zeros((options.image_size, options.image_size, 3), np.uint8)
+        return [{**base, "face": -1, "crop": "", "detector": "", **dict.fromkeys(BOX, 0), "chip": blank,
+                 "error": found.error}]
+    return [
+        {**base, "face": index, "crop": crop, "detector": detector, **dict(zip(BOX, box)), "chip": chip, "error": ""}
+        for index, (crop, detector, box, chip) in enumerate(zip(found.crops, found.detectors, found.boxes, found.chips))
+    ]
+
+
+class FaceScorer:
+    """A Ray actor's model: loaded once, then ages for every face row of each batch it is given."""
+
+    def __init__(self, model_path: str, flip: bool, batch_size: int):
+        from agejax.predict import Predictor
+
+        self.predictor = Predictor.load(model_path)
+        self.predictor.flip = flip
+        self.batch_size = batch_size
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        faces = np.flatnonzero(rows["error"] == "")
+        scores = np.full((len(rows["order"]), 4), np.nan)
+        if len(faces):
+            # The local engine's call: padded to whole batches, so an age does not depend on its neighbours.
+            scored = scoring.score_chips(self.predictor, rows["chip"][faces], self.batch_size)
+            scores[faces] = np.array(scored, dtype=float)  # None (no uncertainty) becomes nan
+        output = {name: values for name, values in rows.items() if name != "chip"}
+        return {**output, "age": scores[:, 0], "std": scores[:, 1], "low90": scores[:, 2], "high90": scores[:, 3]}
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def scored_files(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[tuple[str, FoundFaces, list[FaceAge]]]:
+    """(path, what was found, scored faces) per file, from the scorer's rows in walk order.
+
+    A file's rows may straddle two batches, so a file is yielded once the next one begins.
+    """
+    rows: list[dict] = []
+    for columns in batches:
+        for i in range(len(columns["order"])):
+            row = {name: values[i] for name, values in columns.items()}
+            if rows and row["order"] != rows[0]["order"]:
+                yield _scored_file(rows)
+                rows = []
+            rows.append(row)
+    if rows:
+        yield _scored_file(rows)
+
+
+def _scored_file(rows: list[dict]) -> tuple[str, FoundFaces, list[FaceAge]]:
+    path, error = str(rows[0]["path"]), str(rows[0]["error"])
+    if error:
+        return path, FoundFaces(error=error), []
+    faces = [
+        FaceAge(tuple(int(row[name]) for name in BOX), float(row["age"]), _none_if_nan(row["std"]),
+                _none_if_nan(row["low90"]), _none_if_nan(row["high90"]), str(row["detector"]), str(row["crop"]))
+        for row in rows
+    ]
+    return path, FoundFaces(crops=[f.crop for f in faces], detectors=[f.detector for f in faces]), faces
+
+
+def run(
+    root: Path,
+    out: TextIO,
+    predictor: Predictor,
+    *,
+    aligned: bool = False,
+    whole_if_no_face: bool = False,
+    batch_size: int = 64,
+    done: set[str] | None = None,
+    shard: batch.Shard | None = None,
+    progress: bool = True,
+    detector: str = "auto",
+) -> batch.Summary:
+    """Scores every image under root into `out` (a CSV opened by batch.open_output) on Ray.
+
+    Uses the cluster `start` joined, or starts a local one. `predictor` names the model,
+    its input size and whether it flips; each actor loads its own copy from the same path.
+    """
+    import ray
+
+    start()
+    summary = batch.Summary()
+    options = batch.ReadOptions(predictor.image_size, aligned, whole_if_no_face, detector)
+    items = [
+        {"order": order, "path": relative, "error": error}
+        for order, (relative, error) in enumerate(batch.files_to_score(Path(root), shard, done or set(), summary))
+    ]
+    start_time = time.perf_counter()
+    if items:
+        # One scoring actor per 4 CPUs: each runs JAX on its node's cores; the other CPUs decode and detect.
+        actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // 4)
+        dataset = (
+            # A block of batch_size files: aligned crops then fill one model call per scorer task.
+            ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / batch_size))
+            .flat_map(face_rows, fn_kwargs={"root": str(Path(root).resolve()), "options": options})
+            .map_batches(
+                FaceScorer, fn_constructor_args=(str(predictor.path), predictor.flip, batch_size),
+                batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+            )
+        )
+        batches = dataset.iter_batches(batch_size=None, batch_format="numpy")
+        with tqdm(total=len(items), unit="img", file=sys.stderr, disable=not progress, smoothing=0.1) as bar:
+            for path, found, faces in scored_files(batches):
+                summary.add(found)
+                csv.writer(out).writerows(batch.rows_of(path, found.error, faces, predictor.name))
+                out.flush()  # a killed driver loses no finished file; --resume goes on from here
+                bar.update()
+    summary.seconds = time.perf_counter() - start_time
+    return summary
