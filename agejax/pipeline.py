@@ -1,9 +1,11 @@
-"""Feeding in-memory uint8 arrays to Keras, on any number of data-parallel devices.
+"""Feeding in-memory uint8 arrays to Keras, on any number of data-parallel devices and processes.
 
 No decoding happens here: batches are slices of the decode-once cache. Data
 parallelism needs every batch to split evenly across devices, so training drops
 the ragged remainder (a new shuffle every epoch means every image is still seen)
 and evaluation pads the last batch with zero-weight copies that are cut off again.
+Across processes (jax.distributed) every process draws the same global batch and
+hands Keras its own contiguous share, which is what its local devices hold.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class ArrayBatches(keras.utils.PyDataset):
         device_count: int | None = None,
     ):
         super().__init__()
-        self.device_count = device_count or jax.device_count()
+        self.device_count = device_count or jax.device_count()  # over all processes
+        self.process_index, self.process_count = jax.process_index(), jax.process_count()
         if batch_size % self.device_count:
             raise ValueError(
                 f"batch size {batch_size} does not split over {self.device_count} devices; "
@@ -68,6 +71,10 @@ class ArrayBatches(keras.utils.PyDataset):
         if pad:
             rows = np.concatenate([rows, np.repeat(rows[-1:], pad)])
             weights[-pad:] = 0.0
+        if self.process_count > 1:  # this process's share of the global batch
+            share = len(rows) // self.process_count
+            rows = rows[self.process_index * share : (self.process_index + 1) * share]
+            weights = weights[self.process_index * share : (self.process_index + 1) * share]
         images = self.images[rows]  # a jax.Array is gathered on its device
         if isinstance(images, np.ndarray):
             images = np.asarray(images)  # a plain array, not a memory-map slice

@@ -32,6 +32,7 @@ from pathlib import Path
 import jax
 import keras
 import numpy as np
+from jax.experimental import multihost_utils
 
 from agejax import cache, metrics, models, pipeline, report, split
 from agejax.configs import TrainConfig
@@ -41,13 +42,15 @@ MONITOR = "val_age_mae"
 
 
 def setup_devices() -> str:
-    """Data parallelism over every device; bfloat16 compute on GPUs. Returns a description."""
+    """Data parallelism over every device of every process; bfloat16 compute on GPUs. Returns a description."""
     devices = jax.devices()
     if len(devices) > 1:
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        # ArrayBatches already gives each process its share of every global batch.
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
     if devices[0].platform == "gpu":
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
-    return f"{len(devices)} x {devices[0].device_kind}, policy {keras.mixed_precision.dtype_policy().name}"
+    processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    return f"{len(devices)} x {devices[0].device_kind}{processes}, policy {keras.mixed_precision.dtype_policy().name}"
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
@@ -121,7 +124,10 @@ class ElapsedTime(keras.callbacks.Callback):
 
 
 class StopBeforeDeadline(keras.callbacks.Callback):
-    """Ends training at an epoch end when another epoch would not finish before the deadline."""
+    """Ends training at an epoch end when another epoch would not finish before the deadline.
+
+    Across processes the first one decides for all, so none waits for the others forever.
+    """
 
     def __init__(self, deadline: float):
         super().__init__()
@@ -135,7 +141,10 @@ class StopBeforeDeadline(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
         self.longest_epoch = max(self.longest_epoch, now - self.epoch_start)
-        if epoch + 1 < self.params["epochs"] and now + self.longest_epoch > self.deadline:
+        stop = epoch + 1 < self.params["epochs"] and now + self.longest_epoch > self.deadline
+        if jax.process_count() > 1:
+            stop = bool(multihost_utils.broadcast_one_to_all(np.array(stop)))
+        if stop:
             self.model.stop_training = True
             self.stopped = True
 
@@ -247,16 +256,21 @@ def train(
     model.load_weights(run_dir / "best.weights.h5")
     model.save(run_dir / "model.keras", include_optimizer=False)
     best = json.loads((run_dir / "best.json").read_text())
+    if jax.process_count() > 1:  # the predictions of a multi-process model are not all in this process
+        final_val_mae = best["val_mae"]
+    else:
+        final_val_mae = val_mae(model, val_arrays, config.batch_size)
     result = {
         "finished": True,
         "model": title,
         "config": dataclasses.asdict(config),
         "best_epoch": best["epoch"],
-        "val_mae": round(val_mae(model, val_arrays, config.batch_size), 4),
+        "val_mae": round(final_val_mae, 4),
         "parameters": int(model.count_params()),
         "manifest_sha256": split.manifest_hash(),
         "git_commit": commit_file.read_text().strip(),
         "devices": device_info,
+        "processes": jax.process_count(),
         "train_seconds_last_session": round(train_seconds, 1),
         # Wall clock over all sessions, compilation included, up to the chosen epoch and in all.
         "elapsed_s_to_best_epoch": history[best["epoch"] - 1].get("elapsed_s"),

@@ -1,4 +1,8 @@
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 
 import keras
@@ -9,7 +13,7 @@ from agejax import benchmark, cache, configs, report, train
 from agejax.cli import train as train_cli
 from agejax.predict import Predictor
 
-from conftest import load_script
+from conftest import REPO, load_script
 
 
 @pytest.fixture
@@ -151,3 +155,41 @@ def test_export_writes_a_compact_checkpoint_with_metrics_card_and_report(tmp_pat
     assert export_checkpoint.main(flags) == 1 and (target / "weights.npz").read_bytes() == weights
     assert export_checkpoint.main([*flags, "--replace-worse"]) == 0
     assert np.all(low <= prediction.age) and metrics["conformal"]["thresholds"]["80"] <= q90
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_train_as_one_process_does(tmp_path, tiny_cache):
+    # The same global batches over 2 devices: in one process, then one device in each of two.
+    flags = ["--image-size", "32", "--epochs", "2", "--batch-size", "16", "--cache-root", str(tiny_cache)]
+    assert train_cli.main([*flags, "--run-dir", str(tmp_path / "single")]) == 0
+    coordinator = f"127.0.0.1:{free_port()}"
+    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    processes = [
+        subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *flags, "--run-dir", str(tmp_path / f"p{i}"),
+                          "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(i)],
+                         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    single = report.read_history(tmp_path / "single" / "history.csv")
+    for i in range(2):
+        history = report.read_history(tmp_path / f"p{i}" / "history.csv")
+        for name in ("loss", "age_mae", "val_loss", "val_age_mae"):
+            assert [row[name] for row in history] == pytest.approx([row[name] for row in single], rel=1e-4)
+        metrics = json.loads((tmp_path / f"p{i}" / "metrics.json").read_text())
+        assert metrics["processes"] == 2 and metrics["devices"].startswith("2 x cpu in 2 processes")
+    assert single[1]["loss"] != pytest.approx(single[0]["loss"], rel=1e-4)  # the steps did change the model
+
+
+def test_distributed_flags_go_together():
+    for flags in (["--coordinator", "127.0.0.1:1"], ["--coordinator", "127.0.0.1:1", "--num-processes", "2",
+                                                    "--process-id", "2"]):
+        with pytest.raises(SystemExit) as exit_info:
+            train_cli.parse_args(["--run-dir", "x", *flags])
+        assert exit_info.value.code == 2

@@ -4,12 +4,18 @@
     python scripts/train.py --backbone resnet50 --image-size 64 --epochs 5 --run-dir runs/r50
     python scripts/train.py --preset cnn_cpu --benchmark     # img/s: fast vs stock convolutions, and the floor
     python scripts/train.py --preset resnet50_gpu --run-dir runs/r50 --stop-after 540
+    python scripts/train.py --preset cnn_cpu --run-dir runs/cnn \
+        --coordinator HOST0:1234 --num-processes 2 --process-id I   # on each of 2 hosts, I = 0, 1
 
 With --stop-after SECONDS training ends at the last epoch end that fits, exits with
 status 3 and resumes when rerun; a finished run exits with 0.
 
-On CPU it spreads each batch over 2 virtual devices (data parallel). Build the
-cache first: python scripts/prepare_data.py --source <UTKFace> --size <image size>
+On CPU it spreads each batch over one virtual device per core (data parallel). With
+--coordinator, N processes (on one or many hosts) form one jax.distributed system and
+train one model over all their devices: the same global batch, each process feeding its
+share. Every process needs the cache, and writes its own run directory (give each its
+own on a shared disk). Build the cache first:
+python scripts/prepare_data.py --source <UTKFace> --size <image size>
 """
 
 from __future__ import annotations
@@ -52,7 +58,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stop-after", type=float, metavar="SECONDS",
                         help="stop cleanly before this many seconds have passed; rerun to resume")
     parser.add_argument("--cache-root", type=Path, default=cache.DEFAULT_ROOT)
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="train across processes with jax.distributed: process 0's address")
+    parser.add_argument("--num-processes", type=int, help="with --coordinator: how many processes in all")
+    parser.add_argument("--process-id", type=int, help="with --coordinator: this process, from 0")
     args = parser.parse_args(argv)
+    distributed = (args.coordinator, args.num_processes, args.process_id)
+    if any(value is not None for value in distributed) and None in distributed:
+        parser.error("--coordinator, --num-processes and --process-id go together")
+    if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
+        parser.error(f"--process-id must be from 0 to {args.num_processes - 1}")
     if not args.benchmark and args.run_dir is None:
         parser.error("--run-dir is required to train")
     return args
@@ -66,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     config = dataclasses.replace(config, **overrides)
 
-    from agejax import benchmark, train  # JAX starts here, on one CPU device per core (agejax/__init__.py)
+    import keras  # JAX starts at its first device query, on one CPU device per core (agejax/__init__.py)
+
+    if args.coordinator:  # before any device query: the devices are every process's
+        keras.distribution.initialize(args.coordinator, args.num_processes, args.process_id)
+    from agejax import benchmark, train
 
     try:
         if args.benchmark:  # stdout is one JSON document, the config included
