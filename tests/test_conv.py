@@ -86,6 +86,7 @@ def no_xla(monkeypatch):
 @pytest.mark.parametrize("backbone", models.BACKBONES)
 def test_one_training_step_matches_the_stock_model(backbone, no_xla):
     size = 32
+    keras.utils.set_random_seed(0)  # the same start on every run
     # No dropout: its random masks would differ between the two models.
     stock = models.build_model(backbone, "distribution", size, fast_convolutions=False, dropout=0.0)
     fast = models.build_model(backbone, "distribution", size, dropout=0.0)
@@ -103,7 +104,9 @@ def test_one_training_step_matches_the_stock_model(backbone, no_xla):
         loss = model.train_on_batch(images, ages)
         results.append((loss, model.predict(images, verbose=0)))
     (stock_loss, stock_after), (fast_loss, fast_after) = results
-    assert fast_loss == pytest.approx(stock_loss, rel=1e-4)  # float32 sums in another order
+    # float32 sums in another order, through 53 convolutions and their BatchNorms: the ResNet50's
+    # loss differed by up to 1.1e-4 relative over random initialisations; a wrong gradient moves it by far more.
+    assert fast_loss == pytest.approx(stock_loss, rel=5e-4)
     np.testing.assert_allclose(fast_after, stock_after, atol=1e-4)
 
 
