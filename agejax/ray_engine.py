@@ -92,10 +92,10 @@ def face_rows(item: dict, root: str, options: batch.ReadOptions) -> list[dict]:
 class FaceScorer:
     """A Ray actor's model: loaded once, then ages for every face row of each batch it is given."""
 
-    def __init__(self, model_path: str, flip: bool, batch_size: int):
+    def __init__(self, model: str, flip: bool, batch_size: int):
         from agejax.predict import Predictor
 
-        self.predictor = Predictor.load(model_path)
+        self.predictor = Predictor.load(model)
         self.predictor.flip = flip
         self.batch_size = batch_size
 
@@ -159,9 +159,11 @@ def run(
     """Scores every image under root into `out` (a CSV opened by batch.open_output) on Ray.
 
     Uses the cluster `start` joined, or starts a local one. `predictor` names the model,
-    its input size and whether it flips; each actor loads its own copy from the same path.
+    its input size and whether it flips; each actor loads its own copy.
     """
     import ray
+
+    from agejax.predict import CHECKPOINTS
 
     start()
     summary = batch.Summary()
@@ -174,12 +176,15 @@ def run(
     if items:
         # One scoring actor per 4 CPUs: each runs JAX on its node's cores; the other CPUs decode and detect.
         actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // 4)
+        # A shipped model by name, so each node loads its own installed copy; any other by its path.
+        shipped = predictor.path == CHECKPOINTS / predictor.path.name
+        model = predictor.path.name if shipped else str(predictor.path)
         dataset = (
             # A block of batch_size files: aligned crops then fill one model call per scorer task.
             ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / batch_size))
             .flat_map(face_rows, fn_kwargs={"root": str(Path(root).resolve()), "options": options})
             .map_batches(
-                FaceScorer, fn_constructor_args=(str(predictor.path), predictor.flip, batch_size),
+                FaceScorer, fn_constructor_args=(model, predictor.flip, batch_size),
                 batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
             )
         )
