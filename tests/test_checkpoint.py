@@ -136,7 +136,8 @@ def test_without_a_usable_exported_function_keras_gives_the_same_ages(spoil, tmp
     np.testing.assert_allclose(predictor.predict(faces).age, expected, atol=1e-4)
 
 
-def test_the_shipped_cnn_was_trained_with_the_preset_the_readme_names():
+def test_the_shipped_models_were_trained_with_the_presets_the_readme_names():
     from agejax.configs import PRESETS
 
     assert TrainConfig.from_json(CHECKPOINTS / "cnn" / "config.json") == PRESETS["cnn_96px"]
+    assert TrainConfig.from_json(CHECKPOINTS / "resnet50" / "config.json") == PRESETS["resnet50_cpu_10ep"]
