@@ -122,7 +122,7 @@ def scoring_actor(parent: psutil.Process) -> psutil.Process | None:
 
 
 def test_a_killed_scoring_actor_is_restarted_and_no_row_is_lost(tmp_path, tiny_model):
-    folder = photos_folder(tmp_path / "in", 24)
+    folder = photos_folder(tmp_path / "in", 40)  # detection paces the run: seconds to kill the actor in
     common = ["--model", tiny_model, "-q", "--batch-size", "2"]
     reference = run_cli(folder, "-o", tmp_path / "local.csv", *common)
     assert reference.returncode == 0, reference.stderr
