@@ -113,12 +113,14 @@ class FaceAligner:
         height, width = (original_shape or frame.shape)[:2]
         faces = []
         for rect, score in found:
-            corners = [(rect.left(), rect.top()), (rect.right(), rect.top()),
-                       (rect.left(), rect.bottom()), (rect.right(), rect.bottom())]
+            left, top, right, bottom = rect.left(), rect.top(), rect.right(), rect.bottom()
             if angle:
-                corners = [_unrotate(x, y, angle, frame.shape, (height, width)) for x, y in corners]
-            xs, ys = [x for x, _ in corners], [y for _, y in corners]
-            box = (max(0, int(min(xs))), max(0, int(min(ys))), min(width, int(max(xs))), min(height, int(max(ys))))
+                # The detector's box around the face's centre, not the envelope of its rotated
+                # corners: that is up to 1.4 times too large, and missed a tilted face's size.
+                x, y = _unrotate((left + right) / 2, (top + bottom) / 2, angle, frame.shape, (height, width))
+                half_width, half_height = (right - left) / 2, (bottom - top) / 2
+                left, top, right, bottom = x - half_width, y - half_height, x + half_width, y + half_height
+            box = (max(0, int(left)), max(0, int(top)), min(width, int(right)), min(height, int(bottom)))
             faces.append(Face(box=box, score=score, chip=self.align(frame, rect), detector=stage))
         return sorted(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
 

@@ -67,6 +67,9 @@ def test_every_detector_finds_a_chip_and_the_cascade_finds_a_tilted_one(chips, a
     upright = np.full((448, 448, 3), 128, np.uint8)
     upright[100:340, 100:340] = np.asarray(Image.fromarray(chips[1]).resize((240, 240)))
     assert [face.detector for face in aligner.faces(upright, "cnn")] == ["cnn"]
+    # The tilted face's box is about as large as the same face's upright one, not 1.4x (a rotated square's envelope).
+    (upright_face,) = aligner.faces(upright, found[0].detector.removesuffix("_rotated"))
+    assert 0.8 < (right - left) / (upright_face.box[2] - upright_face.box[0]) < 1.2
     with pytest.raises(ValueError, match="unknown detector"):
         aligner.faces(upright, "yolo")
     for shape in ((8, 8, 3), (8, 300, 3), (20, 20, 3)):  # dlib's CNN would crash the process on these
