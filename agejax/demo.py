@@ -43,8 +43,7 @@ MAX_UPLOAD = "20mb"
 DISPLAY_SIDE = 1280  # the annotated photo is shown at most this large
 MAX_BATCH_FILES = 200
 KEEP_BATCH_FOLDERS = 8  # Batch-tab work folders kept; older ones are deleted, so disk use stays bounded
-# Gradio's upload and output cache: every 10 minutes, files older than an hour are deleted.
-DELETE_CACHE = (600, 3600)
+CACHE_MINUTES = 60  # uploads and answers older than this are deleted from Gradio's cache
 MAX_BATCH = 16  # faces per model call in the Estimate tab (the queue's batches)
 LABELS = {"cnn": "CNN", "resnet50": "ResNet50"}
 TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)", "found by"]
@@ -330,10 +329,12 @@ a person.
 """
 
 
-def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
+def build_app(predictors: dict[str, Predictor], cache_minutes: float = CACHE_MINUTES) -> gr.Blocks:
     names = list(predictors) or list(SHIPPED)  # lowest validation MAE first: the default
     choices = [(model_label(name), name) for name in names]
-    with gr.Blocks(title="agejax: age estimation", delete_cache=DELETE_CACHE) as app:
+    # Gradio sweeps its cache every sixth of the age limit, so disk holds at most 7/6 of it of traffic.
+    delete_cache = (max(1, round(cache_minutes * 10)), max(1, round(cache_minutes * 60)))
+    with gr.Blocks(title="agejax: age estimation", delete_cache=delete_cache) as app:
         gr.Markdown("# agejax: how old do faces look?\nUpload a photo (up to 20 MB): every face is found, boxed "
                     "and given an age estimate with its uncertainty.")
         if not predictors:
@@ -410,6 +411,8 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio link (off by default)")
+    parser.add_argument("--cache-minutes", type=float, default=CACHE_MINUTES,
+                        help=f"delete uploads and answers from Gradio's cache after this long (default {CACHE_MINUTES})")
     args = parser.parse_args()
     predictors = available_models()
     default = predictors[next(iter(predictors))]
@@ -423,7 +426,7 @@ def main() -> None:
     # pyplot (half a second) unless the backend is named: a server draws off screen.
     os.environ.setdefault("MPLBACKEND", "agg")
     import matplotlib  # noqa: F401
-    app = build_app(predictors)
+    app = build_app(predictors, args.cache_minutes)
     serve(app, args.host, args.port, args.share)
     warm_up(default, sizes[1:])
     app.block_thread()

@@ -7,10 +7,12 @@ import csv
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import gradio.utils
 import httpx
 import pytest
 from gradio_client import Client, handle_file
@@ -249,6 +251,27 @@ def test_batch_tab_folders_are_bounded_however_many_requests_come(server):
     kept = [folder for folder in folders if folder.exists()]
     assert kept == folders[-demo.KEEP_BATCH_FOLDERS:]
     assert all(sorted(p.name for p in folder.iterdir()) == ["ages.csv"] for folder in kept)  # uploads' copies gone
+
+
+def test_uploads_leave_gradios_cache_after_the_cache_minutes(server, tmp_path):
+    """Disk stays bounded on a server that runs for days: Gradio's sweep deletes old uploads and answers."""
+    app = demo.build_app(server[1], cache_minutes=0.05)  # files older than 3 s go, swept every second
+    port = free_port()
+    demo.serve(app, "127.0.0.1", port, quiet=True)
+    try:
+        photo = tmp_path / "kept_for_seconds_only.jpg"
+        photo.write_bytes((REPO / "examples" / "grace_hopper.jpg").read_bytes())
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        assert estimate(client, photo)[2].startswith("Found 1 face")
+        cache = Path(gradio.utils.get_upload_folder())
+        assert list(cache.rglob(photo.name)), "the upload is in Gradio's cache while it is fresh"
+        deadline = time.monotonic() + 30
+        while list(cache.rglob(photo.name)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not list(cache.rglob(photo.name)), "the sweep deleted the old upload"
+        assert estimate(client, photo)[2].startswith("Found 1 face")  # and the server still answers
+    finally:
+        app.close()
 
 
 def test_the_model_choice_states_test_mae_and_defaults_to_the_best_on_validation(server):
