@@ -9,6 +9,7 @@ a task or actor that dies, so a lost worker costs time, not rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -37,7 +38,8 @@ def start(address: str | None = None, quiet: bool = False) -> None:
 
     A local cluster is of this machine alone, on the loopback address. Ray's warnings and
     notes stay in its session's log files; with `quiet`, its core's error lines too (e.g. a
-    note about actor restarts that does not apply here).
+    note about actor restarts that does not apply here), and the line its core prints on
+    reading that log level while it starts.
     """
     if address is None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's single-node mode: 127.0.0.1
@@ -50,10 +52,11 @@ def start(address: str | None = None, quiet: bool = False) -> None:
 
     if ray.is_initialized():
         return
-    ray.init(
-        address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
-        logging_level=logging.ERROR, log_to_driver=False,
-    )
+    with stderr_silenced(quiet):
+        ray.init(
+            address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
+            logging_level=logging.ERROR, log_to_driver=False,
+        )
     for handler in logging.getLogger("ray.data").handlers:  # the terminal's, not the session log file's
         if isinstance(handler, logging.StreamHandler):
             handler.setLevel(logging.ERROR)
@@ -61,6 +64,24 @@ def start(address: str | None = None, quiet: bool = False) -> None:
     context.execution_options.preserve_order = True  # rows come back in walk order
     context.enable_progress_bars = False  # our own bar counts files
     context.print_on_execution_start = False
+
+
+@contextlib.contextmanager
+def stderr_silenced(silenced: bool) -> Iterator[None]:
+    """Points file descriptor 2 at /dev/null meanwhile: Ray's C++ core writes there, not to sys.stderr."""
+    if not silenced:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def check_reachable(address: str) -> None:

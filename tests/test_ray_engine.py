@@ -100,6 +100,7 @@ def test_ray_writes_the_local_engines_rows_and_resumes(tmp_path, tiny_model, ray
     assert {row["path"] for row in expected if row["face"] == "1"} == {f"group{i:02d}.jpg" for i in range(3)}
     assert_same_rows(read_rows(tmp_path / "ray.csv"), expected)
     assert counts(on_ray.stderr) == counts(local.stderr)
+    assert len(on_ray.stderr.strip().splitlines()) == 1, on_ray.stderr  # under -q: the summary alone, no Ray line
 
     # A run cut after its fifth row, resumed on Ray, ends with the same rows.
     lines = (tmp_path / "ray.csv").read_bytes().splitlines(keepends=True)
