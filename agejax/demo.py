@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -329,12 +331,10 @@ a person.
 """
 
 
-def build_app(predictors: dict[str, Predictor], cache_minutes: float = CACHE_MINUTES) -> gr.Blocks:
+def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
     names = list(predictors) or list(SHIPPED)  # lowest validation MAE first: the default
     choices = [(model_label(name), name) for name in names]
-    # Gradio sweeps its cache every sixth of the age limit, so disk holds at most 7/6 of it of traffic.
-    delete_cache = (max(1, round(cache_minutes * 10)), max(1, round(cache_minutes * 60)))
-    with gr.Blocks(title="agejax: age estimation", delete_cache=delete_cache) as app:
+    with gr.Blocks(title="agejax: age estimation") as app:
         gr.Markdown("# agejax: how old do faces look?\nUpload a photo (up to 20 MB): every face is found, boxed "
                     "and given an age estimate with its uncertainty.")
         if not predictors:
@@ -398,12 +398,33 @@ def build_app(predictors: dict[str, Predictor], cache_minutes: float = CACHE_MIN
     return app
 
 
-def serve(app: gr.Blocks, host: str, port: int, share: bool = False, quiet: bool = False) -> None:
+def serve(app: gr.Blocks, host: str, port: int, share: bool = False, quiet: bool = False,
+          cache_minutes: float = CACHE_MINUTES) -> None:
     """Starts the server with the demo's limits and returns (the tests start it the same way)."""
     app.queue(max_size=64).launch(
         server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
         prevent_thread_lock=True, quiet=quiet,
     )
+    age_s = max(1.0, 60 * cache_minutes)
+    threading.Thread(target=sweep_cache, args=(app, age_s / 6, age_s), daemon=True, name="cache-sweep").start()
+
+
+def sweep_cache(app: gr.Blocks, every_s: float, age_s: float) -> None:
+    """Deletes the uploads and answers Gradio keeps once they are older than age_s, forever.
+
+    Gradio's own schedule (Blocks' delete_cache) runs the same deletion, but it iterates its
+    file sets while requests add to them, and the first "Set changed size during iteration"
+    ends its loop for good: under 10 clients at once it stopped within minutes and the cache
+    grew without bound. Here a sweep that meets that error is simply tried again later.
+    """
+    from gradio.route_utils import delete_files_created_by_app
+
+    while True:
+        time.sleep(every_s)
+        try:
+            delete_files_created_by_app(app, int(age_s))
+        except RuntimeError:  # a request added a file mid-sweep; the next sweep gets it
+            continue
 
 
 def main() -> None:
@@ -426,8 +447,8 @@ def main() -> None:
     # pyplot (half a second) unless the backend is named: a server draws off screen.
     os.environ.setdefault("MPLBACKEND", "agg")
     import matplotlib  # noqa: F401
-    app = build_app(predictors, args.cache_minutes)
-    serve(app, args.host, args.port, args.share)
+    app = build_app(predictors)
+    serve(app, args.host, args.port, args.share, cache_minutes=args.cache_minutes)
     warm_up(default, sizes[1:])
     app.block_thread()
 

@@ -255,9 +255,9 @@ def test_batch_tab_folders_are_bounded_however_many_requests_come(server):
 
 def test_uploads_leave_gradios_cache_after_the_cache_minutes(server, tmp_path):
     """Disk stays bounded on a server that runs for days: Gradio's sweep deletes old uploads and answers."""
-    app = demo.build_app(server[1], cache_minutes=0.05)  # files older than 3 s go, swept every second
+    app = demo.build_app(server[1])
     port = free_port()
-    demo.serve(app, "127.0.0.1", port, quiet=True)
+    demo.serve(app, "127.0.0.1", port, quiet=True, cache_minutes=0.05)  # files older than 3 s go, swept twice a second
     try:
         photo = tmp_path / "kept_for_seconds_only.jpg"
         photo.write_bytes((REPO / "examples" / "grace_hopper.jpg").read_bytes())
