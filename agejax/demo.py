@@ -423,7 +423,7 @@ def sweep_cache(app: gr.Blocks, every_s: float, age_s: float) -> None:
         time.sleep(every_s)
         try:
             delete_files_created_by_app(app, int(age_s))
-        except RuntimeError:  # a request added a file mid-sweep; the next sweep gets it
+        except (RuntimeError, OSError):  # a request added a file mid-sweep, or a file resisted: next time
             continue
 
 

@@ -116,7 +116,7 @@ class FaceAligner:
             left, top, right, bottom = rect.left(), rect.top(), rect.right(), rect.bottom()
             if angle:
                 # The detector's box around the face's centre, not the envelope of its rotated
-                # corners: that is up to 1.4 times too large, and missed a tilted face's size.
+                # corners, which is up to 1.4 times the face.
                 x, y = _unrotate((left + right) / 2, (top + bottom) / 2, angle, frame.shape, (height, width))
                 half_width, half_height = (right - left) / 2, (bottom - top) / 2
                 left, top, right, bottom = x - half_width, y - half_height, x + half_width, y + half_height
