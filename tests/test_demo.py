@@ -259,8 +259,10 @@ def test_uploads_leave_gradios_cache_after_the_cache_minutes(server, tmp_path):
     port = free_port()
     demo.serve(app, "127.0.0.1", port, quiet=True, cache_minutes=0.05)  # files older than 3 s go, swept twice a second
     try:
-        photo = tmp_path / "kept_for_seconds_only.jpg"
-        photo.write_bytes((REPO / "examples" / "grace_hopper.jpg").read_bytes())
+        # New bytes and name each run: Gradio reuses a cached file of the same content and name,
+        # and an earlier run's last upload (made after its sweep) may still be in the cache.
+        photo = tmp_path / f"kept_for_seconds_{os.getpid()}_{time.time_ns()}.jpg"
+        photo.write_bytes((REPO / "examples" / "grace_hopper.jpg").read_bytes() + photo.name.encode())
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         assert estimate(client, photo)[2].startswith("Found 1 face")
         cache = Path(gradio.utils.get_upload_folder())
