@@ -66,12 +66,26 @@ class CycledBatches(keras.utils.PyDataset):
         return self.batches[index % len(self.batches)]
 
 
-def _as_train_input(array) -> jax.Array:
+def on_device_input(array) -> jax.Array:
     """The array on the device(s), laid out as the train step takes it: Keras then moves nothing."""
     distribution = keras.distribution.distribution()
     if distribution is None:
         return jax.device_put(array)
     return jax.device_put(array, distribution.get_data_layout(array.shape).backend_layout)
+
+
+def time_train_steps(
+    config: TrainConfig, batches, steps: int, warmup: int, fast_convolutions: bool = True, augment: bool = True
+) -> tuple[keras.Model, list[float]]:
+    """A fresh model of the config, and the wall time of each of its warmup + steps train steps."""
+    keras.utils.set_random_seed(config.seed)
+    model = compiled_model(config, warmup + steps, fast_convolutions=fast_convolutions)
+    if not augment:
+        model.get_layer("augment").switch_off()
+    timer = StepTimer()
+    model.fit(CycledBatches(batches, warmup + steps), epochs=1, steps_per_epoch=warmup + steps,
+              callbacks=[timer], verbose=0)
+    return model, timer.times
 
 
 def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root: Path = cache.DEFAULT_ROOT) -> dict:
@@ -93,22 +107,18 @@ def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root:
         pipeline.on_accelerator(images), ages, config.batch_size, shuffle=True, seed=config.seed
     )
     results = {"config": dataclasses.asdict(config), "devices": device_info, "data": data_source}
+    on_device = [tuple(on_device_input(part) for part in batches[0])]
     for variant in VARIANTS:
-        keras.utils.set_random_seed(config.seed)
-        model = compiled_model(config, warmup + steps, fast_convolutions=variant != "stock_convolutions")
-        if variant == "on_device_floor":
-            model.get_layer("augment").switch_off()
-            # One batch already in device memory, served every step.
-            data = CycledBatches([tuple(_as_train_input(part) for part in batches[0])], warmup + steps)
-        else:
-            data = CycledBatches(batches, warmup + steps)
-        timer = StepTimer()
-        model.fit(data, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
-        step = float(np.median(timer.times[warmup:]))
+        floor = variant == "on_device_floor"
+        model, times = time_train_steps(
+            config, on_device if floor else batches, steps, warmup,
+            fast_convolutions=variant != "stock_convolutions", augment=not floor,
+        )
+        step = float(np.median(times[warmup:]))
         results[variant] = {
-            "timed_steps": len(timer.times) - warmup,
-            "first_step_s": round(timer.times[0], 2),
-            "compile_s_estimate": round(timer.times[0] - step, 2),
+            "timed_steps": len(times) - warmup,
+            "first_step_s": round(times[0], 2),
+            "compile_s_estimate": round(times[0] - step, 2),
             "median_step_ms": round(step * 1000, 2),
             "images_per_s": round(config.batch_size / step, 1),
         }

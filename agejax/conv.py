@@ -19,6 +19,7 @@ backend but the CPU, use the stock convolution.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from pathlib import Path
@@ -53,11 +54,26 @@ def choice_table() -> dict[str, dict[str, str]]:
     return json.loads(CHOICES_PATH.read_text())["choices"] if CHOICES_PATH.exists() else {}
 
 
+_table_in_force: dict[str, dict[str, str]] | None = None
+
+
+@contextlib.contextmanager
+def choices_in_force(table: dict[str, dict[str, str]]):
+    """Trace with another table than the shipped one (the benchmark weighs a candidate with it)."""
+    global _table_in_force
+    previous, _table_in_force = _table_in_force, table
+    try:
+        yield
+    finally:
+        _table_in_force = previous
+
+
 def choose(input_shape, kernel_shape, strides, padding: str) -> dict[str, str]:
     """The formulation of each pass for this shape: the table's, or the stock convolution."""
     if jax.default_backend() != "cpu":
         return STOCK
-    return choice_table().get(shape_key(input_shape, kernel_shape, strides, padding), STOCK)
+    table = choice_table() if _table_in_force is None else _table_in_force
+    return table.get(shape_key(input_shape, kernel_shape, strides, padding), STOCK)
 
 
 # Each pass in each formulation; ``how`` is one of FORMULATIONS.

@@ -7,7 +7,13 @@ Every distinct convolution of both backbones at each --image-sizes resolution is
 in each formulation of each pass (forward, input gradient, weight gradient), on a batch
 split over 2 virtual CPU devices as in training. Figures are medians of --repeats calls
 after a warm-up call. A pass leaves XLA only for a formulation at least --margin faster,
-so noise cannot flip a choice. Writes benchmarks/results/conv_layers.json.
+so noise cannot flip a choice.
+
+A layer's gain alone need not survive in the whole train step (XLA fuses the stock
+convolution with its neighbours). So each model's whole train step is then timed with
+stock convolutions and with the table, in alternating rounds; where the table is not at least
+WHOLE_STEP_MARGIN faster, the shapes only that model uses go back to XLA. Writes
+benchmarks/results/conv_layers.json.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ import keras
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from agejax import conv, models
+from agejax import benchmark, conv, models
+from agejax.configs import TrainConfig
+from agejax.train import setup_devices
 
 RESULTS = Path(__file__).resolve().parent / "results" / "conv_layers.json"
+WHOLE_STEP_MARGIN = 0.02
 
 
 def convolutions(backbone: str, image_size: int) -> list[tuple]:
@@ -90,6 +99,44 @@ def pick(seconds: dict[str, float], margin: float) -> str:
     return fastest if seconds[fastest] * (1 + margin) < seconds["xla"] else "xla"
 
 
+def step_times(backbone: str, image_size: int, batch: int, table: dict | None) -> list[float]:
+    """Train-step times after warm-up on one on-device batch: stock convolutions (table None) or the table's."""
+    config = TrainConfig(backbone=backbone, image_size=image_size, batch_size=batch)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, image_size, image_size, 3), np.uint8)
+    ages = rng.uniform(1, 90, batch).astype(np.float32)
+    data = [(benchmark.on_device_input(images), benchmark.on_device_input(ages))]
+    if table is None:
+        _, times = benchmark.time_train_steps(config, data, steps=5, warmup=2, fast_convolutions=False, augment=False)
+    else:
+        with conv.choices_in_force(table):
+            _, times = benchmark.time_train_steps(config, data, steps=5, warmup=2, augment=False)
+    return times[2:]
+
+
+def keep_whole_step_gains(rows: dict, table: dict, batch: int, rounds: int = 2) -> tuple[dict, dict]:
+    """Each model's whole step, stock and with the table; drops the shapes of models it does not speed up."""
+    setup_devices()
+    verdicts = {}
+    for model in sorted({m for row in rows.values() for m in row["used_by"]}):
+        own = [key for key in table if rows[key]["used_by"] == [model]]
+        if not own:
+            continue
+        backbone, size = model.split("@")
+        stock_times, table_times = [], []
+        for _ in range(rounds):  # alternating, so a slow spell of the machine hits both
+            stock_times += step_times(backbone, int(size), batch, None)
+            table_times += step_times(backbone, int(size), batch, table)
+        stock, chosen = statistics.median(stock_times), statistics.median(table_times)
+        kept = chosen * (1 + WHOLE_STEP_MARGIN) < stock
+        verdicts[model] = {"stock_step_ms": round(stock * 1e3, 1), "table_step_ms": round(chosen * 1e3, 1),
+                           "speedup": round(stock / chosen, 3), "own_shapes": own, "kept": kept}
+        print(f"{model:14s} whole step: stock {stock * 1e3:7.0f} ms, table {chosen * 1e3:7.0f} ms, "
+              f"{stock / chosen:.3f}x -> {'keeps' if kept else 'drops'} its {len(own)} own shapes", flush=True)
+    dropped = {key for verdict in verdicts.values() if not verdict["kept"] for key in verdict["own_shapes"]}
+    return {key: choices for key, choices in table.items() if key not in dropped}, verdicts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=list(models.BACKBONES))
@@ -132,12 +179,16 @@ def main() -> None:
             chosen += count * sum(seconds[p][rows[key]["choices"][p]] for p in conv.PASSES)
         print(f"{model:14s} {stock * 1e3:8.0f} {chosen * 1e3:10.0f} {stock / chosen:8.2f}x")
 
+    print()
+    choices = {key: row["choices"] for key, row in rows.items() if row["choices"] != conv.STOCK}
+    choices, whole_steps = keep_whole_step_gains(rows, choices, args.batch)
+
     settings = {k: getattr(args, k) for k in ("backbones", "image_sizes", "batch", "repeats", "margin")}
+    settings["whole_step_margin"] = WHOLE_STEP_MARGIN
     settings["devices"] = f"{len(jax.devices())} x {jax.devices()[0].device_kind}"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"settings": settings, "shapes": rows}, indent=1) + "\n")
+    RESULTS.write_text(json.dumps({"settings": settings, "shapes": rows, "whole_steps": whole_steps}, indent=1) + "\n")
     if args.write:
-        choices = {key: row["choices"] for key, row in rows.items() if row["choices"] != conv.STOCK}
         table = {"generated_by": "python benchmarks/conv_layers.py --write", "settings": settings, "choices": choices}
         conv.CHOICES_PATH.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
         print(f"wrote {conv.CHOICES_PATH} ({len(choices)} of {len(rows)} shapes leave XLA)")

@@ -76,6 +76,18 @@ def test_choice_table_covers_the_trained_shapes():
         assert set(choices) == set(conv.PASSES) and set(choices.values()) <= set(conv.FORMULATIONS)
 
 
+def test_a_candidate_table_is_in_force_only_inside_its_block():
+    """The benchmark times a whole model under a candidate table; the shipped one comes back after."""
+    shape = ((32, 3, 3, 7), (3, 3, 7, 5), (1, 1), "same")
+    candidate = {conv.shape_key(*shape): {"forward": "patches", "input_grad": "offsets", "weight_grad": "xla"}}
+    shipped_choice = conv.choose((32, 2, 2, 512), (3, 3, 512, 512), (1, 1), "same")
+    with conv.choices_in_force(candidate):
+        assert conv.choose(*shape) == candidate[conv.shape_key(*shape)]
+        assert conv.choose((32, 2, 2, 512), (3, 3, 512, 512), (1, 1), "same") == conv.STOCK
+    assert conv.choose(*shape) == conv.STOCK
+    assert conv.choose((32, 2, 2, 512), (3, 3, 512, 512), (1, 1), "same") == shipped_choice
+
+
 @pytest.fixture
 def no_xla(monkeypatch):
     """Every convolution computed without XLA's, whatever the table says."""
