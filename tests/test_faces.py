@@ -52,6 +52,17 @@ def test_no_face_gives_an_empty_list(aligner):
     assert aligner.faces(np.full((300, 400, 3), 200, np.uint8)) == []
 
 
+def test_a_rotated_find_needs_a_face_in_its_aligned_chip(chips, aligner):
+    """The rotated stage's check: an aligned chip passes, a faceless texture does not."""
+    from PIL import Image
+
+    assert all(aligner.confirmed(chip) for chip in chips)  # UTKFace's chips are aligned the same way
+    coarse = np.random.default_rng(0).integers(0, 256, (4, 4, 3), np.uint8)
+    texture = np.asarray(Image.fromarray(coarse).resize((200, 200), Image.Resampling.BICUBIC))
+    assert not aligner.confirmed(texture)
+    assert not aligner.confirmed(np.full((200, 200, 3), 128, np.uint8))
+
+
 def test_every_detector_finds_a_chip_and_the_cascade_finds_a_tilted_one(chips, aligner):
     """A face tilted 40 degrees on a 448 px photo: upright HOG misses it, the cascade does not."""
     from PIL import Image
