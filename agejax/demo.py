@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import ctypes
 import json
 import os
 import shutil
@@ -46,6 +47,13 @@ DISPLAY_SIDE = 1280  # the annotated photo is shown at most this large
 MAX_BATCH_FILES = 200
 KEEP_BATCH_FOLDERS = 8  # Batch-tab work folders kept; older ones are deleted, so disk use stays bounded
 CACHE_MINUTES = 60  # uploads and answers older than this are deleted from Gradio's cache
+# Gradio keeps a copy of the page's config for each visitor's session (about 90 KiB here),
+# 10,000 sessions by default: a server's memory grew with every new visitor. The demo keeps
+# no state between requests, so the most recent sessions are all it needs.
+SESSIONS_KEPT = 200
+HOUSEKEEPING_SECONDS = 5  # how often the cache sweep and the memory release run, at most
+MALLOC_ARENAS = 2  # heaps all threads share (limit_malloc_arenas)
+M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 MAX_BATCH = 16  # faces per model call in the Estimate tab (the queue's batches)
 LABELS = {"cnn": "CNN", "resnet50": "ResNet50"}
 TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)", "found by"]
@@ -403,14 +411,15 @@ def serve(app: gr.Blocks, host: str, port: int, share: bool = False, quiet: bool
     """Starts the server with the demo's limits and returns (the tests start it the same way)."""
     app.queue(max_size=64).launch(
         server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-        prevent_thread_lock=True, quiet=quiet,
+        state_session_capacity=SESSIONS_KEPT, prevent_thread_lock=True, quiet=quiet,
     )
     age_s = max(1.0, 60 * cache_minutes)
-    threading.Thread(target=sweep_cache, args=(app, age_s / 6, age_s), daemon=True, name="cache-sweep").start()
+    every_s = min(age_s / 6, HOUSEKEEPING_SECONDS)
+    threading.Thread(target=housekeeping, args=(app, every_s, age_s), daemon=True, name="housekeeping").start()
 
 
-def sweep_cache(app: gr.Blocks, every_s: float, age_s: float) -> None:
-    """Deletes the uploads and answers Gradio keeps once they are older than age_s, forever.
+def housekeeping(app: gr.Blocks, every_s: float, age_s: float) -> None:
+    """Forever: deletes what Gradio's cache holds for longer than age_s, and returns freed memory.
 
     Gradio's own schedule (Blocks' delete_cache) runs the same deletion, but it iterates its
     file sets while requests add to them, and the first "Set changed size during iteration"
@@ -424,7 +433,30 @@ def sweep_cache(app: gr.Blocks, every_s: float, age_s: float) -> None:
         try:
             delete_files_created_by_app(app, int(age_s))
         except (RuntimeError, OSError):  # a request added a file mid-sweep, or a file resisted: next time
-            continue
+            pass
+        release_freed_memory()
+
+
+def limit_malloc_arenas() -> None:
+    """Makes every thread share MALLOC_ARENAS heaps.
+
+    glibc gives threads that allocate at once their own heap ("arena"), up to 8 per core,
+    and keeps what was freed in each for that heap's reuse. Gradio answers each visitor in
+    a worker thread, so after every burst of visitors the server held more memory
+    (benchmarks/demo_soak.py: +20 % after warm-up; with shared heaps, flat).
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): their allocators differ
+        pass
+
+
+def release_freed_memory() -> None:
+    """Hands the memory finished requests freed back to the system (glibc keeps it otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def main() -> None:
@@ -435,6 +467,7 @@ def main() -> None:
     parser.add_argument("--cache-minutes", type=float, default=CACHE_MINUTES,
                         help=f"delete uploads and answers from Gradio's cache after this long (default {CACHE_MINUTES})")
     args = parser.parse_args()
+    limit_malloc_arenas()  # before any model runs: glibc fixes the limit when a second thread first allocates
     predictors = available_models()
     default = predictors[next(iter(predictors))]
     sizes = sorted({bucket_size(count, MAX_BATCH) for count in range(1, MAX_BATCH + 1)})

@@ -276,6 +276,23 @@ def test_uploads_leave_gradios_cache_after_the_cache_minutes(server, tmp_path):
         app.close()
 
 
+def test_memory_per_visitor_is_bounded_however_many_visitors_come(server, monkeypatch):
+    """Gradio keeps each session's copy of the page config; only the demo's most recent sessions stay."""
+    monkeypatch.setattr(demo, "SESSIONS_KEPT", 3)
+    app = demo.build_app(server[1])
+    port = free_port()
+    demo.serve(app, "127.0.0.1", port, quiet=True)
+    try:
+        crop = handle_file(str(REPO / "examples" / "utkface_72.jpg"))
+        for visitor in range(6):
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            table = client.predict(crop, "cnn", True, False, api_name="/estimate")[1]
+            assert len(table["data"]) == 1, f"visitor {visitor} got an answer"
+            assert 1 <= len(app.state_holder.session_data) <= 3
+    finally:
+        app.close()
+
+
 def test_the_model_choice_states_test_mae_and_defaults_to_the_best_on_validation(server):
     config = httpx.get(f"{server[0]}config").json()
     radios = [c["props"] for c in config["components"] if c.get("props", {}).get("label") == "model"]
