@@ -47,9 +47,9 @@ DISPLAY_SIDE = 1280  # the annotated photo is shown at most this large
 MAX_BATCH_FILES = 200
 KEEP_BATCH_FOLDERS = 8  # Batch-tab work folders kept; older ones are deleted, so disk use stays bounded
 CACHE_MINUTES = 60  # uploads and answers older than this are deleted from Gradio's cache
-# Gradio keeps a copy of the page's config for each visitor's session (about 90 KiB here),
-# 10,000 sessions by default: a server's memory grew with every new visitor. The demo keeps
-# no state between requests, so the most recent sessions are all it needs.
+# Gradio keeps a copy of the page's config for each visitor's session, 10,000 sessions by
+# default: a server's memory grew with every new visitor. The demo keeps no state between
+# requests, so the most recent sessions are all it needs.
 SESSIONS_KEPT = 200
 HOUSEKEEPING_SECONDS = 5  # how often the cache sweep and the memory release run, at most
 MALLOC_ARENAS = 2  # heaps all threads share (limit_malloc_arenas)
