@@ -471,18 +471,16 @@ def main() -> None:
     predictors = available_models()
     default = predictors[next(iter(predictors))]
     sizes = sorted({bucket_size(count, MAX_BATCH) for count in range(1, MAX_BATCH + 1)})
-    # A visitor's first photo most often has one face: that shape is compiled (and the face
-    # detectors loaded, make_estimate) before the server listens; the default model's other
-    # shapes compile just after, the other models' on their first use (from the compilation
-    # cache, a second or two each: compiling them all up front slowed the first answers).
-    warm_up(default, sizes[:1])
+    # The default model's batch shapes are compiled (or read from the compilation cache)
+    # before the server listens: compiled just after, they competed with the first visitors'
+    # requests for both cores. The other models compile on their first use.
+    warm_up(default, sizes)
     # Gradio asks matplotlib for its backend around every call; the first time, that imports
     # pyplot (half a second) unless the backend is named: a server draws off screen.
     os.environ.setdefault("MPLBACKEND", "agg")
     import matplotlib  # noqa: F401
     app = build_app(predictors)
     serve(app, args.host, args.port, args.share, cache_minutes=args.cache_minutes)
-    warm_up(default, sizes[1:])
     app.block_thread()
 
 
