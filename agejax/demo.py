@@ -13,6 +13,7 @@ import argparse
 import collections
 import csv
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -437,6 +438,15 @@ def housekeeping(app: gr.Blocks, every_s: float, age_s: float) -> None:
         release_freed_memory()
 
 
+@functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The C library, where it is glibc (the allocator the two functions below tune)."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # macOS, musl: their allocators differ
+        return None
+
+
 def limit_malloc_arenas() -> None:
     """Makes every thread share MALLOC_ARENAS heaps.
 
@@ -445,18 +455,14 @@ def limit_malloc_arenas() -> None:
     a worker thread, so after every burst of visitors the server held more memory
     (benchmarks/demo_soak.py: +20 % after warm-up; with shared heaps, flat).
     """
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): their allocators differ
-        pass
+    if glibc() is not None:
+        glibc().mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def release_freed_memory() -> None:
     """Hands the memory finished requests freed back to the system (glibc keeps it otherwise)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    if glibc() is not None:
+        glibc().malloc_trim(0)
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ from agejax.train import setup_devices
 
 RESULTS = Path(__file__).resolve().parent / "results" / "conv_layers.json"
 WHOLE_STEP_MARGIN = 0.02
+WHOLE_STEP_WARMUP, WHOLE_STEPS = 2, 5  # per round of a model's whole-step timing
 
 
 def convolutions(backbone: str, image_size: int) -> list[tuple]:
@@ -106,12 +107,10 @@ def step_times(backbone: str, image_size: int, batch: int, table: dict | None) -
     images = rng.integers(0, 256, (batch, image_size, image_size, 3), np.uint8)
     ages = rng.uniform(1, 90, batch).astype(np.float32)
     data = [(benchmark.on_device_input(images), benchmark.on_device_input(ages))]
-    if table is None:
-        _, times = benchmark.time_train_steps(config, data, steps=5, warmup=2, fast_convolutions=False, augment=False)
-    else:
-        with conv.choices_in_force(table):
-            _, times = benchmark.time_train_steps(config, data, steps=5, warmup=2, augment=False)
-    return times[2:]
+    with conv.choices_in_force(table or {}):
+        _, times = benchmark.time_train_steps(config, data, WHOLE_STEPS, WHOLE_STEP_WARMUP,
+                                              fast_convolutions=table is not None, augment=False)
+    return times[WHOLE_STEP_WARMUP:]
 
 
 def keep_whole_step_gains(rows: dict, table: dict, batch: int, rounds: int = 2) -> tuple[dict, dict]:
