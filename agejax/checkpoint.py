@@ -1,5 +1,5 @@
 """Compact shipped checkpoints: the training config, compressed weights and the model's
-inference function serialized with jax.export.
+inference graph in ONNX.
 
 A checkpoint folder holds
     config.json        the TrainConfig that rebuilds the architecture
@@ -7,16 +7,18 @@ A checkpoint folder holds
                        conv/dense kernels as int8 with one float32 scale per output channel
                        ("int8") or as float16 ("float16"); everything else as float32.
                        Beyond SHARD_BYTES the rest goes on in weights-1.npz, weights-2.npz...
-    forward.jaxexport  uint8 faces (any batch) and the weights -> the model's outputs
+    forward.onnx       uint8 faces (any batch) -> the model's outputs, its weights read
+                       from weights.npz (agejax/onnx_graph.py)
     metrics.json       what the export measured, written by scripts/export_checkpoint.py
 
 int8 keeps a ResNet50 near 24 MB instead of 94 MB, so the whole repository still
 travels to a GPU machine beside a data archive. No optimizer state is kept.
 
-Prediction runs forward.jaxexport with the weights as plain arrays: no Keras import, no
-model build, no tracing, which is most of a short command's start-up. Where it cannot
-serve (absent, written by an incompatible JAX, another platform or architecture), the
-model is rebuilt with Keras instead: the same outputs, only slower to start.
+Prediction runs forward.onnx on ONNX Runtime: no Keras, no JAX, no compiling, which was
+most of a short command's start-up, and its convolutions are 1.3-1.6x faster than XLA's
+on this CPU (benchmarks/startup.py, benchmarks/batch_speed.py). Where it cannot serve
+(absent, damaged, another architecture's graph), the model is rebuilt with Keras
+instead: the same outputs, only slower.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def save(model: keras.Model, config: TrainConfig, folder: Path, weight_format: s
     for index, shard in enumerate(shards):
         np.savez_compressed(folder / ("weights.npz" if index == 0 else f"weights-{index}.npz"), **shard)
     (folder / "config.json").write_text(config.to_json())
-    save_forward(model, config, folder)
+    save_forward(model, folder)
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -91,68 +93,50 @@ def weight_files(folder: Path) -> list[Path]:
     return first + rest
 
 
-FORWARD_FILE = "forward.jaxexport"
+FORWARD_FILE = "forward.onnx"
 
 
-def save_forward(model: keras.Model, config: TrainConfig, folder: Path) -> None:
-    """Serializes the model's inference function, weights as arguments and the batch symbolic."""
-    import jax
-    from jax import export
+def save_forward(model: keras.Model, folder: Path) -> None:
+    """Writes the model's inference graph, whose weights stay in weights.npz."""
+    from agejax.onnx_graph import to_onnx
 
-    weight_paths = {weight.path for weight in model.weights}
-
-    def forward(weights: dict, images):
-        # Non-weight state (augmentation seeds) does not act at inference: kept as constants.
-        trainable = [weights[v.path] for v in model.trainable_variables]
-        non_trainable = [weights[v.path] if v.path in weight_paths else v.value for v in model.non_trainable_variables]
-        outputs, _ = model.stateless_call(trainable, non_trainable, images, training=False)
-        return outputs
-
-    weights = {weight.path: jax.ShapeDtypeStruct(weight.shape, weight.dtype) for weight in model.weights}
-    size = config.image_size
-    images = jax.ShapeDtypeStruct(export.symbolic_shape(f"batch, {size}, {size}, 3"), np.uint8)
-    # CPU is where agejax runs; a GPU machine's export still serves the users' CPUs.
-    exported = export.export(jax.jit(forward), platforms=("cpu",))(weights, images)
-    (Path(folder) / FORWARD_FILE).write_bytes(exported.serialize())
+    (Path(folder) / FORWARD_FILE).write_bytes(to_onnx(model).SerializeToString())
 
 
 def load_forward(folder: Path, config: TrainConfig) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The checkpoint's serialized inference function with its weights bound: uint8 faces
+    """The checkpoint's inference graph on ONNX Runtime with its weights bound: uint8 faces
     (N, S, S, 3) -> outputs. None where it cannot serve, and the caller builds the model.
     """
     folder = Path(folder)
     if not (folder / FORWARD_FILE).exists():
         return None
-    import jax
-    from jax import export
+    import onnxruntime
 
+    from agejax.onnx_graph import INPUT
+
+    weights = {key: np.ascontiguousarray(value, np.float32) for key, value in read_weights(folder).items()
+               if np.issubdtype(value.dtype, np.floating)}
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: a fallback below says what it needs to
+    # Idle threads sleep instead of spinning: they would take the cores from the decoding
+    # workers and the demo's other requests between calls.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # The graph names each weight by its Keras path; the arrays are shared, not copied.
+    options.add_external_initializers(
+        list(weights), [onnxruntime.OrtValue.ortvalue_from_numpy(value) for value in weights.values()])
     try:
-        exported = export.deserialize(bytearray((folder / FORWARD_FILE).read_bytes()))
-    except Exception:  # damaged, or written by a JAX this one cannot read: Keras rebuilds the model
+        session = onnxruntime.InferenceSession(
+            (folder / FORWARD_FILE).read_bytes(), options, providers=["CPUExecutionProvider"])
+    except Exception:  # damaged, or another architecture's graph (a weight missing or misshapen)
         return None
-    (weight_avals, image_aval), _ = jax.tree.unflatten(exported.in_tree, exported.in_avals)
-    weights = read_weights(folder)
-    if (
-        jax.default_backend() not in exported.platforms
-        or image_aval.shape[1:] != (config.image_size, config.image_size, 3)
-        or set(weights) != set(weight_avals)
-        or any(weights[key].shape != aval.shape for key, aval in weight_avals.items())
-    ):
+    (image,) = session.get_inputs()
+    if image.shape[1:] != [config.image_size, config.image_size, 3]:
         return None
-    # Data-parallel over every device (one per CPU core, agejax/__init__.py): the weights on each,
-    # each device scoring its share of the faces.
-    devices = jax.sharding.Mesh(np.array(jax.devices()), ("batch",))
-    replicated = jax.sharding.NamedSharding(devices, jax.sharding.PartitionSpec())
-    split = jax.sharding.NamedSharding(devices, jax.sharding.PartitionSpec("batch"))
-    on_devices = {key: jax.device_put(weights[key].astype(aval.dtype), replicated) for key, aval in weight_avals.items()}
-    call = jax.jit(exported.call, in_shardings=(replicated, split), out_shardings=split)
 
     def forward(faces: np.ndarray) -> np.ndarray:
-        padding = -len(faces) % devices.size
-        if padding:
-            faces = np.concatenate([faces, np.zeros((padding, *faces.shape[1:]), faces.dtype)])
-        return np.asarray(call(on_devices, faces))[: len(faces) - padding]
+        return session.run(None, {INPUT: faces})[0]
 
+    forward.weights = weights  # ONNX Runtime reads them in place: they live as long as the function
     return forward
 
 

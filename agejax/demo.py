@@ -110,7 +110,8 @@ def available_models() -> dict[str, Predictor]:
 
 
 def warm_up(predictor: Predictor, sizes: list[int]) -> None:
-    """Compiles (or reads from the compilation cache) the model for these batch sizes."""
+    """Runs the model once at each batch size: ONNX Runtime sizes its buffers on a shape's first
+    call (and Keras, serving a run directory, compiles it), so visitors do not wait for that."""
     for size in sizes:
         predictor.predict(np.zeros((size, predictor.image_size, predictor.image_size, 3), np.uint8), batch_size=size)
 
@@ -477,9 +478,8 @@ def main() -> None:
     predictors = available_models()
     default = predictors[next(iter(predictors))]
     sizes = sorted({bucket_size(count, MAX_BATCH) for count in range(1, MAX_BATCH + 1)})
-    # The default model's batch shapes are compiled (or read from the compilation cache)
-    # before the server listens: compiled just after, they competed with the first visitors'
-    # requests for both cores. The other models compile on their first use.
+    # The default model meets each batch shape before the server listens: done just after,
+    # that competed with the first visitors' requests for both cores. The others warm on first use.
     warm_up(default, sizes)
     # Gradio asks matplotlib for its backend around every call; the first time, that imports
     # pyplot (half a second) unless the backend is named: a server draws off screen.

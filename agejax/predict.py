@@ -87,8 +87,9 @@ def keras_forward(model: keras.Model) -> Forward:
     return lambda faces, batch_size, verbose: pipeline.predict_outputs(model, faces, batch_size, verbose)
 
 
-def exported_forward(forward: Callable[[np.ndarray], np.ndarray]) -> Forward:
-    """Batches for a serialized function: a few padded shapes, each compiled once and cached."""
+def graph_forward(forward: Callable[[np.ndarray], np.ndarray]) -> Forward:
+    """Batches for the checkpoint's graph, padded to a few fixed sizes: a face's age never
+    depends on how many others share its batch."""
 
     def batched(faces: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
         outputs = []
@@ -108,7 +109,7 @@ class Predictor:
         self.config = config
         self.path = path  # the checkpoint folder or run directory it came from
         self.name = path.name
-        self.engine = engine  # "jax.export" (the checkpoint's serialized function) or "keras"
+        self.engine = engine  # "onnxruntime" (the checkpoint's forward.onnx) or "keras"
         self.image_size = config.image_size
         self.head = config.head
         shipped = checkpoint.read_metrics(path)
@@ -128,7 +129,7 @@ class Predictor:
             config = TrainConfig.from_json(path / "config.json")
             forward = checkpoint.load_forward(path, config)
             if forward is not None:
-                return cls(exported_forward(forward), config, path, "jax.export")
+                return cls(graph_forward(forward), config, path, "onnxruntime")
         return cls.from_model(*load_keras(path), path)
 
     @classmethod

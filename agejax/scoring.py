@@ -131,7 +131,8 @@ def find_faces(
 def bucket_size(count: int, largest: int) -> int:
     """The padded batch for `count` faces: the next power of two, then multiples of `largest`.
 
-    A few fixed shapes compile once each, and one face does not pay for a full batch.
+    A few fixed shapes (each compiled once where Keras serves), and one face does not pay
+    for a full batch.
     """
     if count >= largest:
         return largest
@@ -141,8 +142,8 @@ def bucket_size(count: int, largest: int) -> int:
 def score_chips(predictor: Predictor, chips: np.ndarray, batch_size: int) -> list[tuple]:
     """(age, std, low90, high90) per chip; std and the interval are None where the model has none.
 
-    Pads to whole batches so every call has the same shape: one compilation, and each
-    face's score does not depend on how the images were batched or sharded.
+    Pads to whole batches so every call has the same shape: each face's score does not
+    depend on how the images were batched or sharded.
     """
     count = len(chips)
     padding = -count % batch_size

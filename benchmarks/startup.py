@@ -4,8 +4,8 @@
     python benchmarks/startup.py --source ../shared/data/utkface/ [--runs 3]
 
 Each figure is the median over --runs whole processes, all in one run:
-- one aligned crop with `python scripts/batch_predict.py DIR --aligned -q`, cold (an empty compilation cache)
-  and warm (the cache the cold run filled), and the peer on the same crop;
+- one aligned crop with `python scripts/batch_predict.py DIR --aligned -q`, cold (an empty agejax cache folder)
+  and warm (the folder the cold run filled), and the peer on the same crop;
 - 1,500 aligned test crops, warm, agejax (as shipped, and with --fast: no test-time flip)
   against the peer (one process each, as a user runs them);
 - `python demo.py` until it answers HTTP (warm), its first /estimate and the median of 5 later ones.

@@ -4,8 +4,8 @@
     python scripts/export_checkpoint.py --run-dir checkpoints/cnn --name cnn   # re-export in place
     python scripts/export_checkpoint.py --run-dir checkpoints/cnn --name cnn --forward-only
 
-Writes checkpoints/<name>/: weights.npz (compressed), config.json, forward.jaxexport
-(the inference function that prediction runs), metrics.json,
+Writes checkpoints/<name>/: weights.npz (compressed), config.json, forward.onnx
+(the inference graph that prediction runs on ONNX Runtime), metrics.json,
 history.csv, curves.png, a model card (README.md) and the test-split evaluation
 report (report/: metrics, plots, intervals calibrated on validation). Validation and
 test MAE are measured for both the source model and the compressed one. Whether each
@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replace-worse", action="store_true",
                         help="replace a checkpoint that has a lower validation MAE (refused otherwise)")
     parser.add_argument("--forward-only", action="store_true",
-                        help=f"only rewrite a checkpoint's {checkpoint.FORWARD_FILE} (after a JAX upgrade); "
+                        help=f"only rewrite a checkpoint's {checkpoint.FORWARD_FILE} (after a change to its graph); "
                              "weights and measurements stay")
     args = parser.parse_args(argv)
 
     if args.forward_only:
-        checkpoint.save_forward(*checkpoint.load(args.run_dir), args.run_dir)
+        model, _ = checkpoint.load(args.run_dir)
+        checkpoint.save_forward(model, args.run_dir)
         print(f"wrote {args.run_dir / checkpoint.FORWARD_FILE}; engine {Predictor.load(args.run_dir).engine}")
         return 0
     run_metrics = json.loads((args.run_dir / "metrics.json").read_text())
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoint.save(model, config, target, args.weights_format)
     compressed = Predictor.load(target)
-    if compressed.engine != "jax.export":
+    if compressed.engine != "onnxruntime":
         print(f"error: {target / checkpoint.FORWARD_FILE} does not load back", file=sys.stderr)
         return 1
     compressed.flip = reference.flip

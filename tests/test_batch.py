@@ -287,14 +287,14 @@ def test_aligned_utkface_test_split_reaches_the_reported_mae(tmp_path, capsys):
     assert 0.87 <= covered <= 0.93  # the 90 % interval, calibrated on validation, holds on test
 
 
-def test_scoring_unlabelled_crops_imports_no_keras_report_or_demo_libraries(tmp_path):
+def test_scoring_unlabelled_crops_imports_no_keras_jax_report_or_demo_libraries(tmp_path):
     folder = tmp_path / "faces"
     folder.mkdir()
     (folder / "face.jpg").write_bytes((REPO / "examples" / "utkface_31.jpg").read_bytes())
     script = (
         "import sys; from agejax.cli.batch_predict import main; "
         f"code = main([{str(folder)!r}, '--aligned', '-q', '--workers', '0', '-o', {str(tmp_path / 'ages.csv')!r}]); "
-        "print(code, [name for name in ('keras', 'sklearn', 'matplotlib', 'gradio') if name in sys.modules])"
+        "print(code, [name for name in ('keras', 'jax', 'sklearn', 'matplotlib', 'gradio') if name in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -98,7 +98,8 @@ def test_augment_flips_the_content_left_to_right_some_of_the_time():
     assert flipped and kept and len(flipped) + len(kept) == 12
 
 
-@pytest.mark.parametrize("weight_format, tolerance", [("float32", 0.0), ("float16", 0.05), ("int8", 0.5)])
+# float32 loses nothing; ONNX Runtime and XLA only sum in another order (1e-5 years here).
+@pytest.mark.parametrize("weight_format, tolerance", [("float32", 1e-4), ("float16", 0.05), ("int8", 0.5)])
 def test_checkpoint_save_load_predict_round_trip(tmp_path, weight_format, tolerance):
     config = TrainConfig(backbone="cnn", head="distribution", image_size=32)
     model = models.build_model("cnn", "distribution", 32)
@@ -152,7 +153,7 @@ def test_the_cnn_width_and_the_label_spread_come_from_the_config():
     assert narrow.count_params() < models.build_from_config(TrainConfig(image_size=32)).count_params() / 10
 
 
-@pytest.mark.parametrize("engine", ["jax.export", "keras"])
+@pytest.mark.parametrize("engine", ["onnxruntime", "keras"])
 def test_threads_sharing_one_predictor_get_the_answers_each_gets_alone(tmp_path, engine):
     """The demo's tabs run in different threads on the same models."""
     checkpoint.save(models.build_model("cnn", "distribution", 32), TrainConfig(image_size=32), tmp_path / "c", "float32")

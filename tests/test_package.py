@@ -41,11 +41,11 @@ def test_the_wheel_declares_the_commands_and_pinned_dependencies_and_carries_the
     for command in COMMANDS:
         assert f"{command} = agejax." in entry_points
     assert "keras==3.15.1" in metadata.get_all("Requires-Dist")
-    # jax.export needs it to read the shipped forward.jaxexport files; JAX does not require it.
-    assert any(r.startswith("flatbuffers==") for r in metadata.get_all("Requires-Dist"))
+    # The shipped checkpoints serve their forward.onnx on ONNX Runtime; onnx writes it at export.
+    assert {"onnxruntime==1.30.0", "onnx==1.23.2"} <= set(metadata.get_all("Requires-Dist"))
     assert "pytest==9.2.0; extra == 'dev'" in [r.replace('"', "'") for r in metadata.get_all("Requires-Dist")]
     for shipped in ("agejax/checkpoints/cnn/weights.npz", "agejax/checkpoints/cnn/metrics.json",
-                    "agejax/checkpoints/cnn/forward.jaxexport", "agejax/checkpoints/resnet50/forward.jaxexport",
+                    "agejax/checkpoints/cnn/forward.onnx", "agejax/checkpoints/resnet50/forward.onnx",
                     "agejax/splits/utkface.csv", "agejax/conv_choices.json", "agejax/examples/group.jpg",
                     "agejax/scoring.py", "agejax/cli/batch_predict.py", "agejax/demo.py"):
         assert shipped in names
@@ -58,13 +58,13 @@ def test_an_installed_wheel_finds_its_checkpoints_from_any_folder(wheel, tmp_pat
                    check=True)
     script = ("import sys; from agejax.predict import CHECKPOINTS, Predictor; predictor = Predictor.load('cnn'); "
               "print(CHECKPOINTS); print(predictor.predict(__import__('numpy').zeros((1, 64, 64, 3), 'uint8')).age.shape); "
-              "print(predictor.engine, 'keras' in sys.modules)")
+              "print(predictor.engine, 'keras' in sys.modules, 'jax' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(site)}  # ahead of the checkout's editable install
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     checkpoints, shape, engine = result.stdout.strip().splitlines()[-3:]
     assert Path(checkpoints) == site / "agejax" / "checkpoints" and shape == "(1,)"
-    assert engine == "jax.export False", "the shipped model serves without importing Keras"
+    assert engine == "onnxruntime False False", "the shipped model serves without importing Keras or JAX"
 
 
 @pytest.mark.parametrize("command", COMMANDS)

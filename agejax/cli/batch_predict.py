@@ -115,7 +115,7 @@ def report_labelled(args: argparse.Namespace, model_name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # The local engine's workers, or Ray, start first: their start-up overlaps loading the model,
-    # and Ray's processes start before this one runs JAX's threads.
+    # and Ray's processes start before this one runs ONNX Runtime's threads.
     with contextlib.ExitStack() as stack:
         pool = None
         if args.engine == "local":
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: cannot start or join the Ray cluster{f' at {args.address}' if args.address else ''}: "
                       f"{err}", file=sys.stderr)
                 return 2
-        from agejax.predict import Predictor, default_model  # imports JAX: after the arguments are checked
+        from agejax.predict import Predictor, default_model  # imports ONNX Runtime: after the arguments are checked
 
         try:
             predictor = Predictor.load(args.model or default_model())
