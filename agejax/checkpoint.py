@@ -15,8 +15,8 @@ int8 keeps a ResNet50 near 24 MB instead of 94 MB, so the whole repository still
 travels to a GPU machine beside a data archive. No optimizer state is kept.
 
 Prediction runs forward.onnx on ONNX Runtime: no Keras, no JAX, no compiling, which was
-most of a short command's start-up, and its convolutions are 1.3-1.6x faster than XLA's
-on this CPU (benchmarks/startup.py, benchmarks/batch_speed.py). Where it cannot serve
+most of a short command's start-up, and the forward pass takes 0.6x the time of Keras on
+XLA on this CPU (benchmarks/inference_engines.py). Where it cannot serve
 (absent, damaged, another architecture's graph), the model is rebuilt with Keras
 instead: the same outputs, only slower.
 """
@@ -136,7 +136,7 @@ def load_forward(folder: Path, config: TrainConfig) -> Callable[[np.ndarray], np
     def forward(faces: np.ndarray) -> np.ndarray:
         return session.run(None, {INPUT: faces})[0]
 
-    forward.weights = weights  # ONNX Runtime reads them in place: they live as long as the function
+    forward.weights = weights  # ONNX Runtime may read them in place: they live as long as the function
     return forward
 
 
