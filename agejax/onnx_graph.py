@@ -5,9 +5,10 @@ The graph holds no weights: each is an external initializer named by its Keras p
 checkpoint stores its weights once. Images enter as uint8 NHWC, as everywhere in agejax,
 and are transposed once to the NCHW layout ONNX's convolutions use.
 
-Keras' own ONNX export on JAX (jax2onnx) writes max-pooling windows ONNX Runtime
-rejects and a transpose around every convolution; this maps the inference-time meaning
-of the few layer types agejax's two architectures use, and refuses any other.
+Keras 3.15's own ONNX export on JAX (through jax2onnx 0.17) writes 4-D max-pooling
+windows that ONNX Runtime 1.30 rejects, and a transpose around every convolution; this
+maps the inference-time meaning of the few layer types agejax's two architectures use,
+and refuses any other.
 """
 
 from __future__ import annotations

@@ -125,6 +125,18 @@ def test_the_graph_gives_the_keras_models_ages_for_any_batch(tmp_path, head):
                 np.testing.assert_allclose(got.std, expected.std, atol=1e-4)
 
 
+def test_a_layer_without_an_onnx_mapping_is_refused_by_name():
+    import keras
+
+    from agejax.onnx_graph import to_onnx
+
+    inputs = keras.Input((8, 8, 3), dtype="uint8")
+    x = models.ToFloat()(inputs)
+    outputs = keras.layers.LayerNormalization(name="odd_norm")(x)
+    with pytest.raises(NotImplementedError, match="odd_norm"):
+        to_onnx(keras.Model(inputs, outputs))
+
+
 def stale_forward_from_another_model(folder, tmp_path):
     config = TrainConfig(backbone="cnn", head="distribution", image_size=32, cnn_width=8)
     checkpoint.save(models.build_from_config(config), config, tmp_path / "other")
