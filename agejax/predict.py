@@ -22,7 +22,6 @@ from agejax.configs import TrainConfig
 from agejax.conformal import interval_half_width
 from agejax.data import MAX_AGE, NUM_AGE_BINS
 from agejax.images import to_square_array
-from agejax.scoring import bucket_size
 
 if TYPE_CHECKING:
     import keras
@@ -82,23 +81,26 @@ def load_keras(path: Path) -> tuple[keras.Model, TrainConfig]:
 
 
 def keras_forward(model: keras.Model) -> Forward:
+    """Keras on XLA, in whole batches: XLA compiles each batch shape and may sum in another
+    order for another one, so every face goes through the same shape, padded."""
     from agejax import pipeline
 
-    return lambda faces, batch_size, verbose: pipeline.predict_outputs(model, faces, batch_size, verbose)
+    def padded(faces: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
+        padding = -len(faces) % batch_size
+        if padding:
+            faces = np.concatenate([faces, np.zeros((padding, *faces.shape[1:]), faces.dtype)])
+        return pipeline.predict_outputs(model, faces, batch_size, verbose)[: len(faces) - padding]
+
+    return padded
 
 
 def graph_forward(forward: Callable[[np.ndarray], np.ndarray]) -> Forward:
-    """Batches for the checkpoint's graph, padded to a few fixed sizes: a face's age never
-    depends on how many others share its batch."""
+    """The checkpoint's graph in batches of at most batch_size, none padded: ONNX Runtime
+    gives each face the same outputs, bit for bit, whatever shares its batch
+    (tests/test_checkpoint.py), so one face costs one face."""
 
     def batched(faces: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
-        outputs = []
-        for start in range(0, len(faces), batch_size):
-            batch = faces[start : start + batch_size]
-            padding = bucket_size(len(batch), batch_size) - len(batch)
-            padded = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)]) if padding else batch
-            outputs.append(forward(padded)[: len(batch)])
-        return np.concatenate(outputs)
+        return np.concatenate([forward(faces[start : start + batch_size]) for start in range(0, len(faces), batch_size)])
 
     return batched
 

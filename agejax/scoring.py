@@ -142,15 +142,11 @@ def bucket_size(count: int, largest: int) -> int:
 def score_chips(predictor: Predictor, chips: np.ndarray, batch_size: int) -> list[tuple]:
     """(age, std, low90, high90) per chip; std and the interval are None where the model has none.
 
-    Pads to whole batches so every call has the same shape: each face's score does not
-    depend on how the images were batched or sharded.
+    Each face's score does not depend on how the images were batched or sharded: the
+    Predictor's engine sees to that (predict.graph_forward, predict.keras_forward).
     """
     count = len(chips)
-    padding = -count % batch_size
-    chips = np.asarray(chips)
-    if padding:
-        chips = np.concatenate([chips, np.zeros((padding, *chips.shape[1:]), chips.dtype)])
-    prediction = predictor.predict(chips, batch_size=batch_size)
+    prediction = predictor.predict(np.asarray(chips), batch_size=batch_size)
     interval = predictor.interval(prediction, "90")
     return [
         (

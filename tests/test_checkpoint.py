@@ -106,6 +106,19 @@ def test_each_shipped_graph_gives_its_keras_models_ages_on_real_faces(name):
     assert np.ptp(expected.age) > 5, "the faces must get different ages, or the comparison proves little"
 
 
+@pytest.mark.parametrize("name", ["cnn", "resnet50"])
+def test_a_face_gets_the_same_age_bit_for_bit_whatever_shares_its_batch(name):
+    """Batches are not padded on ONNX Runtime: this is what makes sharded and resumed runs agree."""
+    predictor = Predictor.load(name)
+    size = predictor.image_size
+    faces = np.random.default_rng(2).integers(0, 255, (64, size, size, 3), dtype=np.uint8)
+    together = predictor.predict(faces, batch_size=64)
+    for start, count in ((0, 1), (5, 3), (17, 30), (63, 1)):
+        alone = predictor.predict(faces[start : start + count], batch_size=count)
+        np.testing.assert_array_equal(alone.age, together.age[start : start + count])
+        np.testing.assert_array_equal(alone.std, together.std[start : start + count])
+
+
 @pytest.mark.parametrize("head", ["distribution", "regression"])
 def test_the_graph_gives_the_keras_models_ages_for_any_batch(tmp_path, head):
     config = TrainConfig(backbone="cnn", head=head, image_size=32)
