@@ -124,7 +124,7 @@ class FaceScorer:
         faces = np.flatnonzero(rows["error"] == "")
         scores = np.full((len(rows["order"]), 4), np.nan)
         if len(faces):
-            # The local engine's call: padded to whole batches, so an age does not depend on its neighbours.
+            # The local engine's call: an age does not depend on its neighbours (see score_chips).
             scored = scoring.score_chips(self.predictor, rows["chip"][faces], self.batch_size)
             scores[faces] = np.array(scored, dtype=float)  # None (no uncertainty) becomes nan
         output = {name: values for name, values in rows.items() if name != "chip"}

@@ -129,10 +129,10 @@ def find_faces(
 
 
 def bucket_size(count: int, largest: int) -> int:
-    """The padded batch for `count` faces: the next power of two, then multiples of `largest`.
+    """The batch size for `count` faces: the next power of two, then `largest`.
 
-    A few fixed shapes (each compiled once where Keras serves), and one face does not pay
-    for a full batch.
+    Where Keras serves, batches are padded to it: a few fixed shapes, each compiled once,
+    and one face does not pay for a full batch.
     """
     if count >= largest:
         return largest
