@@ -121,7 +121,7 @@ def load_forward(folder: Path, config: TrainConfig) -> Callable[[np.ndarray], np
     # Idle threads sleep instead of spinning: they would take the cores from the decoding
     # workers and the demo's other requests between calls.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # The graph names each weight by its Keras path; the arrays are shared, not copied.
+    # The graph names each weight by its Keras path; OrtValues wrap the arrays without copying.
     options.add_external_initializers(
         list(weights), [onnxruntime.OrtValue.ortvalue_from_numpy(value) for value in weights.values()])
     try:
@@ -136,7 +136,7 @@ def load_forward(folder: Path, config: TrainConfig) -> Callable[[np.ndarray], np
     def forward(faces: np.ndarray) -> np.ndarray:
         return session.run(None, {INPUT: faces})[0]
 
-    forward.weights = weights  # ONNX Runtime may read them in place: they live as long as the function
+    forward.weights = weights  # the OrtValues point into them: they live as long as the function
     return forward
 
 

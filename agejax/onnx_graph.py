@@ -33,10 +33,10 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 class _Graph:
     """Nodes, constants and external weights, appended as the model's layers are visited."""
 
-    def __init__(self, weights: dict[str, tuple[int, ...]]):
+    def __init__(self):
         self.nodes: list = []
         self.constants: list = []
-        self.weights = weights  # Keras path -> shape, every weight the graph reads
+        self.weights: dict[str, tuple[int, ...]] = {}  # Keras path -> shape, every weight the graph reads
         self._count = 0
 
     def add(self, op: str, inputs: list[str], **attributes) -> str:
@@ -172,7 +172,7 @@ def to_onnx(model: keras.Model) -> onnx.ModelProto:
     from onnx import TensorProto, helper
 
     _, height, width, channels = model.input_shape
-    graph = _Graph({})
+    graph = _Graph()
     result = _run(graph, model, INPUT)
     output = result[0] if isinstance(result, list) else result
     graph.nodes.append(helper.make_node("Identity", [output], [OUTPUT], name=OUTPUT))
@@ -188,7 +188,5 @@ def to_onnx(model: keras.Model) -> onnx.ModelProto:
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", model.output_shape[-1]])],
         initializer=graph.constants + external,
     )
-    proto = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              ir_version=IR_VERSION, producer_name="agejax")
-    return proto
-
+    return helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                             ir_version=IR_VERSION, producer_name="agejax")
