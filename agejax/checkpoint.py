@@ -129,9 +129,8 @@ def load_forward(folder: Path, config: TrainConfig) -> Callable[[np.ndarray], np
             (folder / FORWARD_FILE).read_bytes(), options, providers=["CPUExecutionProvider"])
     except Exception:  # damaged, or another architecture's graph (a weight missing or misshapen)
         return None
-    (image,) = session.get_inputs()
-    if image.shape[1:] != [config.image_size, config.image_size, 3]:
-        return None
+    if [i.shape[1:] for i in session.get_inputs()] != [[config.image_size, config.image_size, 3]]:
+        return None  # not one image input of this size
 
     def forward(faces: np.ndarray) -> np.ndarray:
         return session.run(None, {INPUT: faces})[0]
