@@ -183,6 +183,13 @@ def val_mae(model: keras.Model, arrays: cache.SplitArrays, batch_size: int) -> f
     return metrics.mae(arrays.ages, summarize_outputs(outputs)[0])
 
 
+def _init_weights_file(path: str) -> Path:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"init_weights {path!r} is not a file; train that run first")
+    return file
+
+
 def _check_run_dir(run_dir: Path, config: TrainConfig) -> None:
     saved = run_dir / "config.json"
     if saved.exists() and TrainConfig.from_json(saved) != config:
@@ -210,6 +217,7 @@ def train(
     _check_run_dir(run_dir, config)
     if (run_dir / "metrics.json").exists():  # finished earlier: nothing left to do
         return json.loads((run_dir / "metrics.json").read_text())
+    init_file = _init_weights_file(config.init_weights) if config.init_weights else None
     commit_file = run_dir / "git_commit.txt"  # the code that started the run, kept across resumes
     if not commit_file.exists():
         commit_file.write_text(git_commit() + "\n")
@@ -224,6 +232,8 @@ def train(
     )
     val_batches = pipeline.ArrayBatches(val_arrays.images, val_arrays.ages, config.batch_size)
     model = compiled_model(config, len(train_batches))
+    if init_file:  # a resumed run then restores its own backup over these
+        model.load_weights(init_file)
     title = f"{config.backbone} ({config.head} head, {config.image_size}px)"
     deadline = StopBeforeDeadline(session_start + (math.inf if stop_after_s is None else stop_after_s))
     callbacks = [
