@@ -58,7 +58,7 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 MAX_BATCH = 16  # faces per model call in the Estimate tab (the queue's batches)
 LABELS = {"cnn": "CNN", "resnet50": "ResNet50"}
 TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)", "found by"]
-DETECTOR_CHOICES = [("auto: HOG, then the CNN where HOG finds none", "auto"), ("HOG (fast)", "hog"),
+DETECTOR_CHOICES = [("auto: HOG, then the CNN, then HOG on tilted copies", "auto"), ("HOG (fast)", "hog"),
                     ("CNN (finds turned and dim faces, slower)", "cnn")]
 # Figures of earlier UTKFace projects, each on its own split (quoted, not re-measured).
 REFERENCES = [

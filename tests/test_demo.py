@@ -145,7 +145,7 @@ def test_the_detector_choice_reaches_the_cascade(client, tmp_path):
     _, table, message = client.predict(handle_file(str(path)), "cnn", False, False, "hog", api_name="/estimate")
     assert table["data"] == [] and message.startswith("**No face found")
     _, rows, message = estimate(client, path)  # four arguments: the detector defaults to auto
-    assert message.startswith("Found 1 face") and rows[0][5] == "hog_rotated"
+    assert message.startswith("Found 1 face") and rows[0][5] == "cnn"
 
 
 def test_missing_image_and_unknown_model_get_clear_messages(client):

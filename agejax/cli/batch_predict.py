@@ -9,7 +9,7 @@
     python scripts/batch_predict.py photos/ --engine ray --address HOST:6379   # or an existing one
 
 Columns: path (relative to DIR), face (0 = largest), crop (face, aligned or whole),
-detector (the cascade stage that found the face: hog, hog_rotated or cnn), left, top,
+detector (the cascade stage that found the face: hog, cnn or hog_rotated), left, top,
 right, bottom (box in the upright image's pixels), age, std (the distribution head's
 uncertainty), low90, high90 (90 % prediction interval, calibrated on the validation
 split), model, error (empty when scored). The model defaults to the shipped one with the
