@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import socket
@@ -193,3 +194,23 @@ def test_distributed_flags_go_together():
         with pytest.raises(SystemExit) as exit_info:
             train_cli.parse_args(["--run-dir", "x", *flags])
         assert exit_info.value.code == 2
+
+
+def test_a_run_can_start_from_an_earlier_runs_weights(tmp_path, tiny_cache):
+    first = tmp_path / "first"
+    train.train(configs.TrainConfig(image_size=32, epochs=1, batch_size=16), first, tiny_cache, verbose=0)
+    start = first / "best.weights.h5"
+    # A learning rate of 0 leaves the kernels where they started: the earlier run's.
+    config = configs.TrainConfig(image_size=32, epochs=1, batch_size=16, schedule="constant", learning_rate=0.0,
+                                 init_weights=str(start))
+    train.train(config, tmp_path / "second", tiny_cache, verbose=0)
+    model = keras.models.load_model(tmp_path / "second" / "model.keras")
+    before = train.compiled_model(configs.TrainConfig(image_size=32), 2)
+    before.load_weights(start)
+    # Ignoring init_weights would leave the second run at its seed's random kernels instead.
+    kernels = [np.asarray(layer.kernel) for layer in model.layers if hasattr(layer, "kernel")]
+    expected = [np.asarray(layer.kernel) for layer in before.layers if hasattr(layer, "kernel")]
+    assert len(kernels) == len(expected) > 3 and all(np.array_equal(a, b) for a, b in zip(kernels, expected))
+    with pytest.raises(FileNotFoundError, match="init_weights"):
+        train.train(dataclasses.replace(config, init_weights=str(tmp_path / "none.h5")), tmp_path / "third",
+                    tiny_cache, verbose=0)
