@@ -42,6 +42,7 @@ class Augment(keras.layers.Layer):
         grey_prob: float = 0.0,
         blur_prob: float = 0.0,
         dark_prob: float = 0.0,
+        max_dimming: float = 0.0,
         max_noise: float = 0.0,
         seed: int | None = None,
         **kwargs,
@@ -55,6 +56,7 @@ class Augment(keras.layers.Layer):
         self.grey_prob = grey_prob
         self.blur_prob = blur_prob
         self.dark_prob = dark_prob
+        self.max_dimming = max_dimming
         self.max_noise = max_noise
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -98,8 +100,11 @@ class Augment(keras.layers.Layer):
         if self.dark_prob:
             # gamma in [1, 2.5] darkens the mid-tones the way an underexposed photo is dark
             gamma = 1.0 + 1.5 * keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
-            gamma = ops.where(self._chosen(batch, self.dark_prob), gamma, 1.0)
-            images = 255.0 * ops.power(images / 255.0, gamma)
+            dark = self._chosen(batch, self.dark_prob)
+            images = 255.0 * ops.power(images / 255.0, ops.where(dark, gamma, 1.0))
+            if self.max_dimming:  # and less light overall, as a dim room gives
+                gain = 1.0 - self.max_dimming * keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
+                images = images * ops.where(dark, gain, 1.0)
         if self.max_noise:
             level = self.max_noise * keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
             images = images + level * keras.random.normal(images.shape, seed=self.seed_generator)

@@ -248,3 +248,13 @@ def test_the_gpu_precision_policy_trains_with_bfloat16_layers_and_float32_output
     assert model.get_layer("augment").compute_dtype == "bfloat16"
     assert model.output.dtype == "float32"  # the age distribution and the loss stay in float32
     assert model.predict(faces(2, 32), verbose=0).sum(axis=1) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_dimming_takes_light_from_darkened_images_only_when_asked():
+    white = np.full((16, 32, 32, 3), 255, np.uint8)
+    settings = dict(max_zoom=0, max_shift=0, max_brightness=0, max_contrast=0, dark_prob=1.0, seed=3)
+    gamma_only = np.asarray(Augment(**settings)(white.astype("float32"), training=True))
+    dimmed = np.asarray(Augment(max_dimming=0.5, **settings)(white.astype("float32"), training=True))
+    assert gamma_only.min() > 254  # a gamma curve keeps white white
+    brightest = dimmed.max(axis=(1, 2, 3))
+    assert (brightest >= 127).all() and (brightest < 250).mean() > 0.8
