@@ -89,13 +89,14 @@ PRESETS: dict[str, TrainConfig] = {
         backbone="resnet50", image_size=64, epochs=30, batch_size=64, learning_rate=1e-3, weight_decay=0.05,
         max_rotation_deg=12.0, grey_prob=0.15, blur_prob=0.2, dark_prob=0.15, max_noise=5.0,
     ),
-    # The shipped ResNet50 until resnet50_96px_robust, sized to finish in one session.
+    # The shipped ResNet50 until 2026-11-30, sized to finish in one session; the 96 px
+    # presets below continue from its run.
     "resnet50_cpu_10ep": RESNET50_CPU,
     # The same recipe over 16 epochs (120 min here, in two pieces): validation 7.19 with the
     # flip, not better than the 10-epoch run's 7.16, so it was not shipped.
     "resnet50_cpu_16ep": dataclasses.replace(RESNET50_CPU, epochs=16),
     # resnet50_cpu_10ep's model fine-tuned at 96 px with stronger tilt, grey, blur and
-    # darkening, which cost that model 1.1-1.3 years on degraded validation (validation 7.02
+    # darkening, which cost that model 1.1-1.3 years on degraded validation (validation 7.01
     # with the flip; tilt then cost 0.4, and dark photos 2.1). Train resnet50_cpu_10ep into
     # that run directory first.
     "resnet50_96px_robust": dataclasses.replace(

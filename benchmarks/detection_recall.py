@@ -9,8 +9,9 @@ quality 20-40 or low light. Photos with no person (smooth textures) count false 
 A detection is a hit when its centre lies within a quarter of the pasted chip's side
 from the chip's centre and its side is 0.5-1.4 times the chip's (both detectors' boxes
 measure 0.8-1.1 chip sides here). Any other detection is a false face. Every detector
-(hog, cnn, auto) sees the same photos; times are per photo (detection and alignment) in
-this process. About 15 minutes on 2 cores, most of it the CNN detector alone.
+(hog, cnn, auto) sees the same photos, and so does the CNN stage on dlib's own runtime
+(dlib_cnn: the baseline of agejax.mmod); times are per photo (detection and alignment) in
+this process. About 9 minutes on 2 cores, half of it the dlib_cnn baseline.
 Writes benchmarks/results/detection_recall.json.
 """
 

@@ -35,7 +35,7 @@ def mae(predictor: Predictor, faces: evaluate.LabelledFaces) -> float:
 MODEL_CARD = """\
 # agejax {name}: {title}
 
-Age regressor trained from scratch (random initialisation) on UTKFace with
+Age regressor {origin} on UTKFace with
 `python scripts/train.py --run-dir ... ` and the config in `config.json`, then
 exported with `python scripts/export_checkpoint.py --run-dir ... --name {name}`.
 
@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     (target / "README.md").write_text(
         MODEL_CARD.format(
             title=run_metrics["model"], epochs=shipped["config"]["epochs"],
+            origin=(f"fine-tuned from an earlier run's weights (`{shipped['config']['init_weights']}`; "
+                    "the chain began from random initialisation)" if shipped["config"].get("init_weights")
+                    else "trained from scratch (random initialisation)"),
             image_size=shipped["config"]["image_size"], manifest=shipped["manifest_sha256"][:12],
             flip_text=(f"yes: validation MAE {shipped['reference_val_mae']:.2f} with, "
                        f"{shipped['reference_val_mae_without_flip']:.2f} without") if reference.flip else "no",

@@ -184,4 +184,4 @@ def test_the_shipped_models_were_trained_with_the_presets_the_readme_names():
     from agejax.configs import PRESETS
 
     assert TrainConfig.from_json(CHECKPOINTS / "cnn" / "config.json") == PRESETS["cnn_96px_32ep"]
-    assert TrainConfig.from_json(CHECKPOINTS / "resnet50" / "config.json") == PRESETS["resnet50_96px_robust"]
+    assert TrainConfig.from_json(CHECKPOINTS / "resnet50" / "config.json") == PRESETS["resnet50_96px_dim"]
