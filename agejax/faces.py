@@ -109,7 +109,12 @@ class FaceAligner:
         if scale < 1.0:
             size = (max(1, round(surroundings.shape[1] * scale)), max(1, round(surroundings.shape[0] * scale)))
             surroundings = np.asarray(Image.fromarray(surroundings).resize(size, Image.Resampling.BILINEAR))
-        upright = self._rotated_hog(surroundings, upsample=False)
+        # Only a find centred on the CNN's box: a neighbour's face is not this one.
+        near = LEVEL_FACE_SIDE / 2
+        middle_x, middle_y = (centre.x - left) * scale, (centre.y - top) * scale
+        upright = [face for face in self._rotated_hog(surroundings, upsample=False)
+                   if abs((face.box[0] + face.box[2]) / 2 - middle_x) < near
+                   and abs((face.box[1] + face.box[3]) / 2 - middle_y) < near]
         if not upright:
             return self._aligned(image, [(rect, score)], "cnn")[0]
         box = (max(0, rect.left()), max(0, rect.top()), min(width, rect.right()), min(height, rect.bottom()))
