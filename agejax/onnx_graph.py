@@ -30,7 +30,7 @@ IR_VERSION = 9  # what onnxruntime 1.30 reads
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
-class _Graph:
+class Graph:
     """Nodes, constants and external weights, appended as the model's layers are visited."""
 
     def __init__(self):
@@ -59,7 +59,7 @@ class _Graph:
         return variable.path
 
 
-def _activation(graph: _Graph, x: str, activation: Callable) -> str:
+def _activation(graph: Graph, x: str, activation: Callable) -> str:
     name = getattr(activation, "__name__", str(activation))
     if name == "linear":
         return x
@@ -76,7 +76,7 @@ def _pads(padding) -> list[int]:
     return [0, 0, top, left, 0, 0, bottom, right]
 
 
-def _layer(graph: _Graph, layer) -> Callable[..., str]:
+def _layer(graph: Graph, layer) -> Callable[..., str]:
     """What ``layer`` computes at inference, as a function of its input's name in the graph."""
     from keras import layers
 
@@ -162,7 +162,7 @@ def _layer(graph: _Graph, layer) -> Callable[..., str]:
     raise NotImplementedError(f"no ONNX mapping for layer {layer.name!r} ({kind.__name__})")
 
 
-def _run(graph: _Graph, model, inputs):
+def _run(graph: Graph, model, inputs):
     # Keras' own walk of a functional graph in dependency order, with names for tensors.
     return model._run_through_graph(inputs, operation_fn=lambda layer: _layer(graph, layer))
 
@@ -172,7 +172,7 @@ def to_onnx(model: keras.Model) -> onnx.ModelProto:
     from onnx import TensorProto, helper
 
     _, height, width, channels = model.input_shape
-    graph = _Graph()
+    graph = Graph()
     result = _run(graph, model, INPUT)
     output = result[0] if isinstance(result, list) else result
     graph.nodes.append(helper.make_node("Identity", [output], [OUTPUT], name=OUTPUT))

@@ -99,8 +99,8 @@ def tilted_photo(size: tuple[int, int], face_side: int, angle: float, at: tuple[
 
 
 def test_a_tilted_cnn_find_is_aligned_like_the_upright_face(aligner):
-    """Landmarks in a CNN box of a tilted face gave a chip too wide (mean difference 63-67
-    grey levels at 15-30 degrees); the face's surroundings are now turned upright first."""
+    """Landmarks put straight into a CNN box of a tilted face gave a chip too wide, far
+    outside this bound; the face's surroundings are now turned upright first."""
     upright = aligner.faces(tilted_photo((448, 448), 260, 0, (94, 94)), "hog")[0].chip.astype(float)
     for angle in (15, 30, 45):
         (face,) = aligner.faces(tilted_photo((448, 448), 260, angle, (94, 94)), "cnn")
