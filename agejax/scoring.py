@@ -1,6 +1,6 @@
 """The age of every face in an image: decode, find and align the faces, score them.
 
-    from agejax.predict import Predictor
+    from agejax.serving.predict import Predictor
     from agejax.scoring import score_image
     predictor = Predictor.load("cnn")
     for face in score_image("photo.jpg", predictor):
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from agejax import images
+from agejax.data import images
 
 if TYPE_CHECKING:
-    from agejax.faces import FaceAligner
-    from agejax.predict import Predictor
+    from agejax.faces.cascade import FaceAligner
+    from agejax.serving.predict import Predictor
 
 MAX_DECODE_SIDE = 2048  # larger photos are decoded downscaled; boxes are still in full-size pixels
 NO_FACE = "no face found"
@@ -93,7 +93,7 @@ def read(path: str | os.PathLike) -> Image.Image:
 @functools.cache
 def face_aligner() -> FaceAligner:
     """This process's detector and landmark model, loaded at first use."""
-    from agejax.faces import FaceAligner
+    from agejax.faces.cascade import FaceAligner
 
     return FaceAligner()
 

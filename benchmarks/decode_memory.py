@@ -24,7 +24,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from agejax.images import MAX_DECODE_PIXELS
+from agejax.data.images import MAX_DECODE_PIXELS
 
 REPO = Path(__file__).resolve().parents[1]
 

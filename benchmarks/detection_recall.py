@@ -29,7 +29,8 @@ import face_recognition_models
 import numpy as np
 from PIL import Image, ImageFilter
 
-from agejax import data, faces, split
+from agejax.data import labels, split
+from agejax.faces import cascade
 
 RESULTS = Path(__file__).resolve().parent / "results" / "detection_recall.json"
 DEGRADATIONS = ("none", "grey", "blur", "jpeg", "dark")
@@ -39,7 +40,7 @@ def validation_chips(source: Path, count: int, seed: int) -> list[Image.Image]:
     archives = sorted(source.glob("*.tar.gz")) or [source]
     records = split.records_of(archives, "val")
     chosen = [records[i] for i in np.random.default_rng(seed).choice(len(records), count, replace=False)]
-    return [Image.open(io.BytesIO(payload)).convert("RGB") for _, payload in data.iter_image_bytes(chosen)]
+    return [Image.open(io.BytesIO(payload)).convert("RGB") for _, payload in labels.iter_image_bytes(chosen)]
 
 
 def degrade(photo: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
@@ -112,11 +113,11 @@ def main() -> None:
     negatives = [np.asarray(no_person_photo(rng)) for _ in range(args.negatives)]
     results = {"command": "python benchmarks/detection_recall.py --source ../shared/data/utkface/",
                "photos": args.photos, "negatives": args.negatives, "seed": args.seed}
-    aligner, on_dlib = faces.FaceAligner(), faces.FaceAligner(cnn_detector=dlib_cnn_detector())
+    aligner, on_dlib = cascade.FaceAligner(), cascade.FaceAligner(cnn_detector=dlib_cnn_detector())
     runs = (("hog", aligner, "hog"), ("cnn", aligner, "cnn"), ("dlib_cnn", on_dlib, "cnn"), ("auto", aligner, "auto"))
     for name, aligner, detector in runs:
         hits, false_faces, times, misses_by_kind, false_finds = 0, 0, [], {}, []
-        by_detector = dict.fromkeys(faces.STAGES, 0)
+        by_detector = dict.fromkeys(cascade.STAGES, 0)
         for photo, truth, kind in photos:
             start = time.perf_counter()
             found = aligner.faces(np.asarray(photo), detector)

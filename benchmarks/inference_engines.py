@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agejax import checkpoint
-from agejax.benchmark import forward_flops_per_image
-from agejax.predict import CHECKPOINTS, SHIPPED, Predictor
+from agejax.serving import checkpoint
+from agejax.serving.predict import CHECKPOINTS, SHIPPED, Predictor
+from agejax.training.benchmark import forward_flops_per_image
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference_engines.json"
 BATCH = 128

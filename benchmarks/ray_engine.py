@@ -20,8 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from agejax import batch, data, ray_engine, split
-from agejax.predict import Predictor, default_model
+from agejax.batch import local as batch
+from agejax.batch import ray_engine
+from agejax.data import labels, split
+from agejax.serving.predict import Predictor, default_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ray_engine.json"
 
@@ -61,7 +63,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp()) / "crops"
     records = split.records_of(sorted(args.source.glob("*.tar.gz")) or [args.source], "test")[: args.images]
-    data.export_files(records, folder)
+    labels.export_files(records, folder)
     predictor = Predictor.load(default_model())
     started = time.perf_counter()
     ray_engine.start()

@@ -29,7 +29,7 @@ from pathlib import Path
 from demo_latency import free_port, start_server
 from gradio_client import Client, handle_file
 
-from agejax import data, split
+from agejax.data import labels, split
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "startup.json"
@@ -87,7 +87,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="agejax_startup_"))
     archives = sorted(args.source.glob("*.tar.gz")) or [args.source]
-    data.export_files(split.records_of(archives, "test")[: args.crops], work / "crops")
+    labels.export_files(split.records_of(archives, "test")[: args.crops], work / "crops")
     # Unlabelled names, as a user's own photos: agejax then writes no evaluation report (nor does the peer).
     for index, path in enumerate(sorted((work / "crops").iterdir())):
         path.rename(path.with_name(f"face_{index:05d}.jpg"))

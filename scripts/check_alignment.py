@@ -14,8 +14,9 @@ import sys
 
 import numpy as np
 
-from agejax import data, faces
-from agejax.images import decode_face
+from agejax.data import labels
+from agejax.data.images import decode_face
+from agejax.faces import cascade
 
 PADDINGS = (0.1, 0.14, 0.16, 0.17, 0.18, 0.19, 0.2, 0.22, 0.25, 0.3, 0.4)
 
@@ -26,14 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=300, help="how many chips to re-align (default 300)")
     args = parser.parse_args(argv)
 
-    records = data.scan(args.source).records
+    records = labels.scan(args.source).records
     picked = records[:: max(1, len(records) // args.count)][: args.count]
-    aligner = faces.FaceAligner()
+    aligner = cascade.FaceAligner()
     originals, rects = [], []
-    for _, payload in data.iter_image_bytes(picked):
+    for _, payload in labels.iter_image_bytes(picked):
         if payload is None:
             continue
-        chip = decode_face(payload, faces.CHIP_SIZE)
+        chip = decode_face(payload, cascade.CHIP_SIZE)
         found = aligner.detect_hog(chip)  # the detector UTKFace was cut with
         if found:
             originals.append(chip)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         mean, median = float(np.mean(differences)), float(np.median(differences))
         best = min(best or (mean, padding), (mean, padding))
         print(f"{padding:7.2f}  {mean:10.2f}  {median:10.2f}")
-    print(f"best padding: {best[1]} (faces.CHIP_PADDING is {faces.CHIP_PADDING})")
+    print(f"best padding: {best[1]} (cascade.CHIP_PADDING is {cascade.CHIP_PADDING})")
     return 0
 
 

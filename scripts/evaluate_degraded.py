@@ -18,14 +18,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from agejax import data, degrade, images, metrics, split
+from agejax.data import degrade, images, labels, split
+from agejax.evaluation import metrics
 
 
 def validation_chips(source: Path) -> tuple[list[Image.Image], np.ndarray]:
     archives = sorted(source.glob("*.tar.gz")) or [source]
     records = split.records_of(archives, "val")
     chips, ages = [], []
-    for record, payload in data.iter_image_bytes(records):
+    for record, payload in labels.iter_image_bytes(records):
         if payload is not None:
             chips.append(images.open_rgb(payload))
             ages.append(record.age)
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["cnn"])
     parser.add_argument("--out", type=Path, default=Path("reports") / "degraded-val.json")
     args = parser.parse_args(argv)
-    from agejax.predict import Predictor  # imports JAX: after the arguments are checked
+    from agejax.serving.predict import Predictor  # imports JAX: after the arguments are checked
 
     chips, ages = validation_chips(args.source)
     results = {}

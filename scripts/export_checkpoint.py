@@ -22,8 +22,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from agejax import cache, checkpoint, evaluate, metrics, report, split
-from agejax.predict import CHECKPOINTS, Predictor, load_keras
+from agejax.data import cache, split
+from agejax.evaluation import evaluate, metrics, report
+from agejax.serving import checkpoint
+from agejax.serving.predict import CHECKPOINTS, Predictor, load_keras
 
 MAX_MAE_SHIFT = 0.05  # years: compression may not move test MAE by more
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agejax import split
+from agejax.data import split
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_UTKFACE = REPO.parent / "shared" / "data" / "utkface"
@@ -67,8 +67,9 @@ def write_archive(path: Path, folder: Path) -> Path:
 
 def save_tiny_checkpoint(folder: Path, head: str = "distribution") -> Path:
     """An untrained 32 px CNN saved as a checkpoint: real loading and prediction, in seconds."""
-    from agejax import checkpoint, models
-    from agejax.configs import TrainConfig
+    from agejax.serving import checkpoint
+    from agejax.training import models
+    from agejax.training.configs import TrainConfig
 
     checkpoint.save(models.build_model("cnn", head, 32), TrainConfig(head=head, image_size=32), folder, "float16")
     return folder

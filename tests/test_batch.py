@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agejax import batch, data, split
+from agejax.batch import local as batch
 from agejax.cli import batch_predict
+from agejax.data import labels, split
 
 from conftest import REPO, SHARED_UTKFACE, group_photo, requires_shared, save_tiny_checkpoint
 
@@ -257,10 +258,10 @@ def test_every_face_of_a_real_group_photo_gets_a_row_with_its_box(tmp_path, tiny
 def test_labels_csv_gives_the_mae_and_a_report(tmp_path, tiny_model, capsys):
     folder = many_images(tmp_path / "in", 4)
     out = tmp_path / "ages.csv"
-    labels = tmp_path / "labels.csv"
-    labels.write_text("path,age\npart0/img0000.jpg,20\npart1/img0001.jpg,40\npart2/img0002.jpg,60\nmissing.jpg,5\n")
+    labels_csv = tmp_path / "labels.csv"
+    labels_csv.write_text("path,age\npart0/img0000.jpg,20\npart1/img0001.jpg,40\npart2/img0002.jpg,60\nmissing.jpg,5\n")
     assert batch_predict.main([str(folder), "-o", str(out), "--model", str(tiny_model), "--aligned",
-                               "--labels", str(labels), "-q"]) == 0
+                               "--labels", str(labels_csv), "-q"]) == 0
     predicted = {row["path"]: float(row["age"]) for row in read_rows(out)}
     expected = np.mean([abs(predicted["part0/img0000.jpg"] - 20), abs(predicted["part1/img0001.jpg"] - 40),
                         abs(predicted["part2/img0002.jpg"] - 60)])
@@ -272,9 +273,9 @@ def test_labels_csv_gives_the_mae_and_a_report(tmp_path, tiny_model, capsys):
 
 @requires_shared
 def test_aligned_utkface_test_split_reaches_the_reported_mae(tmp_path, capsys):
-    scan = data.scan(sorted(SHARED_UTKFACE.glob("*.tar.gz")))
+    scan = labels.scan(sorted(SHARED_UTKFACE.glob("*.tar.gz")))
     test_records = split.apply_manifest(scan.records, split.read_manifest()).by_split["test"]
-    assert data.export_files(test_records, tmp_path / "test") == 2224
+    assert labels.export_files(test_records, tmp_path / "test") == 2224
     out = tmp_path / "test.csv"
     assert batch_predict.main([str(tmp_path / "test"), "-o", str(out), "--aligned", "-q"]) == 0
     metrics = json.loads((tmp_path / "test_report" / "metrics.json").read_text())
@@ -283,7 +284,7 @@ def test_aligned_utkface_test_split_reaches_the_reported_mae(tmp_path, capsys):
     assert metrics["overall"]["mae"] == pytest.approx(reported, abs=0.1)
     rows = read_rows(out)
     assert all(0 <= float(r["low90"]) <= float(r["age"]) <= float(r["high90"]) <= 116 for r in rows)
-    covered = np.mean([float(r["low90"]) <= data.parse_name(r["path"]).age <= float(r["high90"]) for r in rows])
+    covered = np.mean([float(r["low90"]) <= labels.parse_name(r["path"]).age <= float(r["high90"]) for r in rows])
     assert 0.87 <= covered <= 0.93  # the 90 % interval, calibrated on validation, holds on test
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from agejax import cache, split
-from agejax.images import decode_face
+from agejax.data import cache, split
+from agejax.data.images import decode_face
 
 from conftest import write_archive
 

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agejax import SHIPPED_ROOT, checkpoint, models, predict
-from agejax.configs import TrainConfig
-from agejax.predict import CHECKPOINTS, Predictor
+from agejax import SHIPPED_ROOT
+from agejax.serving import checkpoint, predict
+from agejax.serving.predict import CHECKPOINTS, Predictor
+from agejax.training import models
+from agejax.training.configs import TrainConfig
 
 EXAMPLES = SHIPPED_ROOT / "examples"
 
@@ -141,7 +143,7 @@ def test_the_graph_gives_the_keras_models_ages_for_any_batch(tmp_path, head):
 def test_a_layer_without_an_onnx_mapping_is_refused_by_name():
     import keras
 
-    from agejax.onnx_graph import to_onnx
+    from agejax.serving.onnx_graph import to_onnx
 
     inputs = keras.Input((8, 8, 3), dtype="uint8")
     x = models.ToFloat()(inputs)
@@ -181,7 +183,7 @@ def test_without_a_usable_graph_keras_gives_the_same_ages(spoil, tmp_path):
 
 
 def test_the_shipped_models_were_trained_with_the_presets_the_readme_names():
-    from agejax.configs import PRESETS
+    from agejax.training.configs import PRESETS
 
     assert TrainConfig.from_json(CHECKPOINTS / "cnn" / "config.json") == PRESETS["cnn_96px_32ep"]
     assert TrainConfig.from_json(CHECKPOINTS / "resnet50" / "config.json") == PRESETS["resnet50_96px_dim"]

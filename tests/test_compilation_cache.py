@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from agejax import checkpoint
+from agejax.serving import checkpoint
 
 from conftest import REPO, save_tiny_checkpoint
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from agejax import checkpoint, conv, models, predict
+from agejax.serving import checkpoint, predict
+from agejax.training import conv, models
 
 # (input NHWC, kernel HWIO, strides, padding): 1x1, 3x3 and 7x7; stride 1 and 2; SAME and
 # VALID; odd sizes; batch 1; ResNet50's stem (ZeroPadding2D then a VALID 7x7 stride 2).

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from agejax import degrade
+from agejax.data import degrade
 
 from conftest import REPO
 

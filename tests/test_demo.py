@@ -18,8 +18,9 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from agejax import batch, demo
-from agejax.predict import default_model
+from agejax.app import app as demo
+from agejax.batch import local as batch
+from agejax.serving.predict import default_model
 
 from browser import CHROMIUM, Browser
 from conftest import REPO, group_photo

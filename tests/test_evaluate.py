@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from agejax import conformal, metrics
 from agejax.cli import evaluate as evaluate_script
+from agejax.evaluation import conformal, metrics
 
 from conftest import jpeg_bytes, save_tiny_checkpoint
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from agejax import data, faces
-from agejax.images import decode_face
+from agejax.data import labels
+from agejax.data.images import decode_face
+from agejax.faces import cascade
 
 from conftest import SHARED_UTKFACE, requires_shared
 
@@ -13,14 +14,14 @@ pytestmark = requires_shared
 
 @pytest.fixture(scope="module")
 def chips():
-    records = data.scan([SHARED_UTKFACE / "UTKFace-2of4.tar.gz"]).records
+    records = labels.scan([SHARED_UTKFACE / "UTKFace-2of4.tar.gz"]).records
     adults = [r for r in records if 20 <= r.age <= 60][:40:10]
-    return [decode_face(payload, 200) for _, payload in data.iter_image_bytes(adults)]
+    return [decode_face(payload, 200) for _, payload in labels.iter_image_bytes(adults)]
 
 
 @pytest.fixture(scope="module")
 def aligner():
-    return faces.FaceAligner()
+    return cascade.FaceAligner()
 
 
 def test_a_utkface_chip_realigns_close_to_itself(chips, aligner):

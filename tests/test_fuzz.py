@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from agejax import batch
+from agejax.batch import local as batch
 from agejax.cli import batch_predict
 
 from conftest import save_tiny_checkpoint

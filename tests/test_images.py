@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agejax import images
-from agejax.images import open_rgb
+from agejax.data import images
+from agejax.data.images import open_rgb
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agejax import data, mmod
-from agejax.images import decode_face
+from agejax.data import labels
+from agejax.data.images import decode_face
+from agejax.faces import mmod
 
 from conftest import SHARED_UTKFACE, requires_shared
 
@@ -36,8 +37,8 @@ def test_a_damaged_model_file_is_refused_by_name(tmp_path):
 
 @requires_shared
 def test_it_finds_the_faces_dlib_finds_and_none_where_dlib_finds_none():
-    records = data.scan([SHARED_UTKFACE / "UTKFace-3of4.tar.gz"]).records[:400:40]
-    chips = [decode_face(payload, 200) for _, payload in data.iter_image_bytes(records)]
+    records = labels.scan([SHARED_UTKFACE / "UTKFace-3of4.tar.gz"]).records[:400:40]
+    chips = [decode_face(payload, 200) for _, payload in labels.iter_image_bytes(records)]
     ours, theirs = mmod.MmodDetector(), dlib.cnn_face_detection_model_v1(MODEL)
     rng = np.random.default_rng(0)
     agreed = 0

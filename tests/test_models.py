@@ -4,10 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from agejax import checkpoint, data, models, pipeline
-from agejax.augment import Augment
-from agejax.configs import TrainConfig
-from agejax.predict import Predictor, summarize_outputs
+from agejax.data import labels, pipeline
+from agejax.data.augment import Augment
+from agejax.serving import checkpoint
+from agejax.serving.predict import Predictor, summarize_outputs
+from agejax.training import models
+from agejax.training.configs import TrainConfig
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def test_both_backbones_build_with_both_heads_for_any_size(backbone, head, size)
     assert age.shape == (2,)
     if head == "distribution":
         np.testing.assert_allclose(outputs.sum(-1), 1.0, rtol=1e-5)
-        assert np.all((age >= 0) & (age <= data.MAX_AGE)) and np.all(std > 0)
+        assert np.all((age >= 0) & (age <= labels.MAX_AGE)) and np.all(std > 0)
     else:
         assert std is None
 
@@ -144,7 +146,7 @@ def test_test_time_flip_scores_a_face_and_its_mirror_image_alike(tmp_path):
 
 
 def test_the_cnn_width_and_the_label_spread_come_from_the_config():
-    from agejax import train
+    from agejax.training import train
 
     narrow = train.compiled_model(TrainConfig(image_size=32, cnn_width=8, label_sigma=3.5), steps_per_epoch=10)
     assert [narrow.get_layer(f"stage{s}_b_conv").filters for s in range(4)] == [8, 16, 32, 64]

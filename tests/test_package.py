@@ -46,8 +46,8 @@ def test_the_wheel_declares_the_commands_and_pinned_dependencies_and_carries_the
     assert "pytest==9.2.0; extra == 'dev'" in [r.replace('"', "'") for r in metadata.get_all("Requires-Dist")]
     for shipped in ("agejax/checkpoints/cnn/weights.npz", "agejax/checkpoints/cnn/metrics.json",
                     "agejax/checkpoints/cnn/forward.onnx", "agejax/checkpoints/resnet50/forward.onnx",
-                    "agejax/splits/utkface.csv", "agejax/conv_choices.json", "agejax/examples/group.jpg",
-                    "agejax/scoring.py", "agejax/cli/batch_predict.py", "agejax/demo.py"):
+                    "agejax/data/splits/utkface.csv", "agejax/training/conv_choices.json", "agejax/examples/group.jpg",
+                    "agejax/scoring.py", "agejax/cli/batch_predict.py", "agejax/app/app.py"):
         assert shipped in names
 
 
@@ -56,7 +56,7 @@ def test_an_installed_wheel_finds_its_checkpoints_from_any_folder(wheel, tmp_pat
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
                    check=True)
-    script = ("import sys; from agejax.predict import CHECKPOINTS, Predictor; predictor = Predictor.load('cnn'); "
+    script = ("import sys; from agejax.serving.predict import CHECKPOINTS, Predictor; predictor = Predictor.load('cnn'); "
               "print(CHECKPOINTS); print(predictor.predict(__import__('numpy').zeros((1, 64, 64, 3), 'uint8')).age.shape); "
               "print(predictor.engine, 'keras' in sys.modules, 'jax' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(site)}  # ahead of the checkout's editable install

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from agejax import scoring
-from agejax.predict import Predictor
+from agejax.serving.predict import Predictor
 
 from conftest import REPO, group_photo
 
@@ -85,7 +85,7 @@ def test_bucket_sizes_are_powers_of_two_up_to_the_largest_batch():
 
 def test_threads_sharing_the_face_aligner_get_the_faces_each_gets_alone():
     """The demo's Estimate and Batch tabs detect in different threads with one aligner."""
-    from agejax.faces import FaceAligner
+    from agejax.faces.cascade import FaceAligner
 
     aligner = FaceAligner()
     photos = [np.asarray(Image.open(REPO / "examples" / name).convert("RGB")) for name in ("group.jpg", "grace_hopper.jpg")]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from agejax import cache, data, split
+from agejax.data import cache, labels, split
 
 from conftest import MALFORMED, SHARED_UTKFACE, requires_shared
 
@@ -14,14 +14,14 @@ def archives():
 
 
 def test_real_archives_read_with_the_three_malformed_names_skipped():
-    result = data.scan(archives())
+    result = labels.scan(archives())
     assert len(result.records) + len(result.skipped) == 22208
     assert sorted(s.file_name for s in result.skipped) == sorted(MALFORMED)
     assert all("malformed name" in s.reason for s in result.skipped)
 
 
 def test_real_data_matches_the_frozen_manifest_exactly():
-    parts = split.apply_manifest(data.scan(archives()).records, split.read_manifest())
+    parts = split.apply_manifest(labels.scan(archives()).records, split.read_manifest())
     assert not parts.unlisted and not parts.missing
     assert {k: len(v) for k, v in parts.by_split.items()} == {"train": 17755, "val": 2226, "test": 2224}
     for part in split.SPLITS:

@@ -1,15 +1,15 @@
 import collections
 import random
 
-from agejax import data, split
+from agejax.data import labels, split
 
 
-def records(n: int, seed: int = 0) -> list[data.Record]:
+def records(n: int, seed: int = 0) -> list[labels.Record]:
     rng = random.Random(seed)
     items = []
     for i in range(n):
         age, gender = rng.randint(0, 116), rng.randint(0, 1)
-        items.append(data.Record(f"{age}_{gender}_0_{i:017d}.jpg.chip.jpg", age, gender, 0, "src", "m"))
+        items.append(labels.Record(f"{age}_{gender}_0_{i:017d}.jpg.chip.jpg", age, gender, 0, "src", "m"))
     return items
 
 
@@ -53,7 +53,7 @@ def test_manifest_round_trip(tmp_path):
 def test_apply_manifest_reports_unlisted_and_missing():
     items = records(50)
     assignment = split.make_split(items[:40])
-    extra = data.Record("1_0_0_extra.jpg.chip.jpg", 1, 0, 0, "user", "x")
+    extra = labels.Record("1_0_0_extra.jpg.chip.jpg", 1, 0, 0, "user", "x")
     parts = split.apply_manifest(items[:39] + [extra], assignment)
     assert parts.unlisted == [extra]
     assert parts.missing == [items[39].file_name]

@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow_datasets as tfds
 
-from agejax.utkface import build
+from agejax.data.utkface import build
 
 from conftest import MALFORMED, write_archive
 

@@ -10,9 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-from agejax import benchmark, cache, configs, report, train
 from agejax.cli import train as train_cli
-from agejax.predict import Predictor
+from agejax.data import cache
+from agejax.evaluation import report
+from agejax.serving.predict import Predictor
+from agejax.training import benchmark, configs, train
 
 from conftest import REPO, load_script
 

@@ -30,8 +30,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from agejax import batch, data
-from agejax.images import IMAGE_SUFFIXES
+from agejax import runtime
+from agejax.batch import local as batch
+from agejax.data import labels
+from agejax.data.images import IMAGE_SUFFIXES
 
 
 def shard_argument(text: str) -> batch.Shard:
@@ -92,16 +94,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def report_labelled(args: argparse.Namespace, model_name: str) -> None:
-    labels = None
+    ages = None
     if args.labels is not None:
-        labels, skipped = data.read_age_labels(args.labels)
-        labels = batch.normalized_labels(labels)
+        ages, skipped = labels.read_age_labels(args.labels)
+        ages = batch.normalized_labels(ages)
         if skipped:
-            print(f"labels: skipped {len(skipped)} rows:\n" + "\n".join(data.format_skipped(skipped)), file=sys.stderr)
-    rows = batch.labelled_rows(args.output, labels)
+            print(f"labels: skipped {len(skipped)} rows:\n" + "\n".join(labels.format_skipped(skipped)), file=sys.stderr)
+    rows = batch.labelled_rows(args.output, ages)
     if rows is None:
         return
-    from agejax import metrics, report  # scikit-learn and matplotlib: only where there is a report
+    from agejax.evaluation import metrics, report  # scikit-learn and matplotlib: only where there is a report
 
     result = metrics.full_report(rows["true"], rows["predicted"], rows["std"], rows["genders"], rows["races"])
     command = "python scripts/batch_predict.py " + shlex.join(sys.argv[1:])
@@ -113,6 +115,7 @@ def report_labelled(args: argparse.Namespace, model_name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    runtime.setup()
     args = parse_args(argv)
     # The local engine's workers, or Ray, start first: their start-up overlaps loading the model,
     # and Ray's processes start before this one runs ONNX Runtime's threads.
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.engine == "local":
             pool = stack.enter_context(batch.reader_pool(args.aligned, args.workers))
         else:
-            from agejax import ray_engine
+            from agejax.batch import ray_engine
 
             try:
                 ray_engine.start(args.address, quiet=args.quiet)
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: cannot start or join the Ray cluster{f' at {args.address}' if args.address else ''}: "
                       f"{err}", file=sys.stderr)
                 return 2
-        from agejax.predict import Predictor, default_model  # imports ONNX Runtime: after the arguments are checked
+        from agejax.serving.predict import Predictor, default_model  # imports ONNX Runtime: after the arguments are checked
 
         try:
             predictor = Predictor.load(args.model or default_model())

@@ -18,12 +18,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from agejax import cache, data, evaluate, report
-from agejax.predict import Predictor
+from agejax import runtime
+from agejax.data import cache, labels
+from agejax.evaluation import evaluate, report
+from agejax.serving.predict import Predictor
 
 
 def evaluate_one(predictor: Predictor, args: argparse.Namespace, command: str) -> tuple[dict, object, object]:
-    skipped: list[data.Skipped] = []
+    skipped: list[labels.Skipped] = []
     if args.folder:
         faces, skipped = evaluate.labelled_folder(args.folder, predictor.image_size, args.labels)
     else:
@@ -39,11 +41,12 @@ def evaluate_one(predictor: Predictor, args: argparse.Namespace, command: str) -
     result = {**result, "command": command, "skipped": [{"file": s.file_name, "reason": s.reason} for s in skipped]}
     if skipped:
         print(f"skipped {len(skipped)} files:", file=sys.stderr)
-        print("\n".join(data.format_skipped(skipped)), file=sys.stderr)
+        print("\n".join(labels.format_skipped(skipped)), file=sys.stderr)
     return result, faces.ages, predicted
 
 
 def main(argv: list[str] | None = None) -> int:
+    runtime.setup()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="a shipped name (cnn, resnet50), a checkpoint folder or a run directory")

@@ -12,19 +12,21 @@ import sys
 import time
 from pathlib import Path
 
-from agejax import cache, data, split
+from agejax import runtime
+from agejax.data import cache, labels, split
 
 
 def expand_sources(sources: list[str]) -> list[Path]:
     """A folder that holds archives stands for those archives; otherwise it is an image folder."""
     expanded = []
     for source in map(Path, sources):
-        archives = sorted(p for p in source.iterdir() if data.is_archive(p)) if source.is_dir() else []
+        archives = sorted(p for p in source.iterdir() if labels.is_archive(p)) if source.is_dir() else []
         expanded += archives or [source]
     return expanded
 
 
 def main(argv: list[str] | None = None) -> int:
+    runtime.setup()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", nargs="+", required=True,
                         help="UTKFace folders and/or .tar.gz archives, in any mix; a folder of archives means all of them")
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         sources = expand_sources(args.source)
-        scan = data.scan(sources)
+        scan = labels.scan(sources)
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     print(f"sources: {', '.join(map(str, sources))}")
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cache {size}px: built in {summary.seconds:.1f} s at {summary.path} "
               f"({', '.join(f'{k} {v}' for k, v in summary.sizes.items())})")
         if decode_failures:
-            print("\n".join(data.format_skipped(decode_failures)))
+            print("\n".join(labels.format_skipped(decode_failures)))
         start = time.perf_counter()
         for name in split.SPLITS:
             arrays = cache.load_split(name, size, root=args.cache_root)
@@ -70,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             cache.load_split(name, size, root=args.cache_root, mmap=False)
         print(f"cache {size}px: read all splits into memory in {time.perf_counter() - start:.2f} s")
     if args.tfds_dir:
-        from agejax.utkface import build  # imports TFDS only when asked
+        from agejax.data.utkface import build  # imports TFDS only when asked
 
-        if len(sources) != 1 and not all(data.is_archive(p) for p in sources):
+        if len(sources) != 1 and not all(labels.is_archive(p) for p in sources):
             parser.error("--tfds-dir takes one folder, or archives that share a folder")
         manual_dir = sources[0] if sources[0].is_dir() else sources[0].parent
         start = time.perf_counter()
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
               f"read it with tfds.data_source('utkface', data_dir='{args.tfds_dir}')")
     if args.export:
         name, folder = args.export
-        count = data.export_files(parts.by_split[name], folder)
+        count = labels.export_files(parts.by_split[name], folder)
         print(f"export: wrote {count} {name} images to {folder}")
     return 0
 

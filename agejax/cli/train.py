@@ -26,7 +26,9 @@ import json
 import sys
 from pathlib import Path
 
-from agejax import cache, configs
+from agejax import runtime
+from agejax.data import cache
+from agejax.training import configs
 
 EXIT_UNFINISHED = 3  # stopped at --stop-after; rerun to resume
 
@@ -74,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    runtime.setup()
     args = parse_args(argv)
     config = configs.PRESETS[args.preset] if args.preset else configs.TrainConfig()
     overrides = {
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.coordinator:  # before any device query: the devices are every process's
         keras.distribution.initialize(args.coordinator, args.num_processes, args.process_id)
-    from agejax import benchmark, train
+    from agejax.training import benchmark, train
 
     try:
         if args.benchmark:  # stdout is one JSON document, the config included

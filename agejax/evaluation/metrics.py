@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from agejax.conformal import COVERAGES, conformal_quantile, conformity_scores, interval_half_width
-from agejax.data import GENDERS, RACES
+from agejax.data.labels import GENDERS, RACES
+from agejax.evaluation.conformal import COVERAGES, conformal_quantile, conformity_scores, interval_half_width
 
 
 def mae(true: np.ndarray, predicted: np.ndarray) -> float:

@@ -26,9 +26,9 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from agejax import SHIPPED_ROOT, batch, checkpoint
-from agejax.metrics import mae
-from agejax.predict import CHECKPOINTS, SHIPPED, Predictor, shipped_by_validation
+from agejax import SHIPPED_ROOT, runtime
+from agejax.batch import local as batch
+from agejax.evaluation.metrics import mae
 from agejax.scoring import (
     NO_FACE,
     FaceAge,
@@ -40,6 +40,8 @@ from agejax.scoring import (
     read,
     score_faces,
 )
+from agejax.serving import checkpoint
+from agejax.serving.predict import CHECKPOINTS, SHIPPED, Predictor, shipped_by_validation
 
 EXAMPLES = SHIPPED_ROOT / "examples"
 PEER_RESULTS = SHIPPED_ROOT / "benchmarks" / "results" / "batch_speed.json"
@@ -467,6 +469,7 @@ def release_freed_memory() -> None:
 
 
 def main() -> None:
+    runtime.setup()
     parser = argparse.ArgumentParser(description="agejax web demo")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from agejax import data, split
+from agejax.data import labels, split
 
 _DESCRIPTION = """\
 UTKFace aligned & cropped faces: 200x200 chips labelled with age (0-116),
@@ -52,8 +52,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 {
                     "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
                     "age": tfds.features.Scalar(dtype=np.int32),
-                    "gender": tfds.features.ClassLabel(names=data.GENDERS),
-                    "race": tfds.features.ClassLabel(names=data.RACES),
+                    "gender": tfds.features.ClassLabel(names=labels.GENDERS),
+                    "race": tfds.features.ClassLabel(names=labels.RACES),
                     "file_name": tfds.features.Text(),
                 }
             ),
@@ -64,15 +64,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         manual_dir = Path(dl_manager.manual_dir)
-        archives = sorted(p for p in manual_dir.iterdir() if data.is_archive(p))
-        scan = data.scan(archives or [manual_dir])
+        archives = sorted(p for p in manual_dir.iterdir() if labels.is_archive(p))
+        scan = labels.scan(archives or [manual_dir])
         print(scan.report())
         parts = split.apply_manifest(scan.records, split.read_manifest())
         print(parts.report())
         return {name: self._generate_examples(parts.by_split[name]) for name in split.SPLITS}
 
-    def _generate_examples(self, records: list[data.Record]):
-        for record, payload in data.iter_image_bytes(records):
+    def _generate_examples(self, records: list[labels.Record]):
+        for record, payload in labels.iter_image_bytes(records):
             if payload is None or not _is_rgb_jpeg(payload):
                 print(f"skipped unreadable or non-RGB-JPEG image: {record.file_name}")
                 continue

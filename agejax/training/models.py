@@ -13,10 +13,10 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from agejax.augment import Augment
-from agejax.configs import TrainConfig
-from agejax.conv import FastConv2D, with_fast_convolutions
-from agejax.data import NUM_AGE_BINS
+from agejax.data.augment import Augment
+from agejax.data.labels import NUM_AGE_BINS
+from agejax.training.configs import TrainConfig
+from agejax.training.conv import FastConv2D, with_fast_convolutions
 
 BACKBONES = ("cnn", "resnet50")
 HEADS = ("regression", "distribution")

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from agejax import cache, data, metrics
-from agejax.images import decode_face
+from agejax.data import cache, labels
+from agejax.data.images import decode_face
+from agejax.evaluation import metrics
 
 
 @dataclasses.dataclass
@@ -31,28 +32,28 @@ def cached_split(split_name: str, size: int, cache_root: Path = cache.DEFAULT_RO
 
 def labelled_folder(
     folder: str | os.PathLike, size: int, labels_csv: str | os.PathLike | None = None, progress: bool = True
-) -> tuple[LabelledFaces, list[data.Skipped]]:
+) -> tuple[LabelledFaces, list[labels.Skipped]]:
     """Aligned face crops in a folder, labelled by UTKFace names or by a path,age CSV.
 
     Missing, unreadable and unlabelled files are returned as skipped; the rest is evaluated.
     """
     folder = Path(folder)
     if labels_csv is None:
-        scan = data.scan([folder])
+        scan = labels.scan([folder])
         items = [(folder / r.member, float(r.age), r.gender, r.race) for r in scan.records]
         skipped = scan.skipped
     else:
-        labels, skipped = data.read_age_labels(labels_csv)
-        items = [(folder / path, age, -1, -1) for path, age in labels.items()]
+        ages, skipped = labels.read_age_labels(labels_csv)
+        items = [(folder / path, age, -1, -1) for path, age in ages.items()]
     images, kept = [], []
     for path, age, gender, race in tqdm(items, desc="reading", disable=not progress):
         try:
             images.append(decode_face(path.read_bytes(), size))
         except FileNotFoundError:
-            skipped.append(data.Skipped(str(path), str(folder), "file not found"))
+            skipped.append(labels.Skipped(str(path), str(folder), "file not found"))
             continue
         except Exception as err:  # any unreadable image is reported, not fatal
-            skipped.append(data.Skipped(str(path), str(folder), f"unreadable image ({type(err).__name__})"))
+            skipped.append(labels.Skipped(str(path), str(folder), f"unreadable image ({type(err).__name__})"))
             continue
         kept.append((age, gender, race))
     if not kept:

@@ -80,8 +80,8 @@ def _layer(graph: Graph, layer) -> Callable[..., str]:
     """What ``layer`` computes at inference, as a function of its input's name in the graph."""
     from keras import layers
 
-    from agejax.augment import Augment
-    from agejax.models import ResNetPreprocess, ToFloat
+    from agejax.data.augment import Augment
+    from agejax.training.models import ResNetPreprocess, ToFloat
 
     kind = type(layer)
     if isinstance(layer, layers.Conv2D):  # FastConv2D too: the same weights and meaning

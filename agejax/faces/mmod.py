@@ -165,7 +165,7 @@ def to_onnx(network: Network):
     """The network as an ONNX graph: uint8 (1, H, W, 3) RGB "image" -> (1, 1, h, w) "scores"."""
     from onnx import TensorProto, helper
 
-    from agejax.onnx_graph import IR_VERSION, OPSET, Graph
+    from agejax.serving.onnx_graph import IR_VERSION, OPSET, Graph
 
     graph = Graph()
     x = graph.add("Transpose", [graph.add("Cast", [INPUT], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])

@@ -154,7 +154,7 @@ class FaceAligner:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         if self._cnn_detector is None:
-            from agejax.mmod import MmodDetector
+            from agejax.faces.mmod import MmodDetector
 
             self._cnn_detector = MmodDetector()
         return [(dlib.rectangle(*(int(round(v / scale)) for v in box[:4])), box[4])

@@ -21,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 import agejax
-from agejax import data, split
-from agejax.images import decode_face
+from agejax.data import labels, split
+from agejax.data.images import decode_face
 
 DEFAULT_ROOT = agejax.CACHE_ROOT
 
@@ -43,7 +43,7 @@ class SplitArrays:
 class BuildSummary:
     path: Path
     sizes: dict[str, int]
-    skipped: list[data.Skipped]
+    skipped: list[labels.Skipped]
     seconds: float
 
 
@@ -71,7 +71,7 @@ def build(
 ) -> BuildSummary:
     """Decodes every manifest image in the sources to size x size and writes the cache."""
     start = time.perf_counter()
-    scan = data.scan(sources)
+    scan = labels.scan(sources)
     parts = split.apply_manifest(scan.records, split.read_manifest(manifest))
     ordered = [(name, r) for name in split.SPLITS for r in parts.by_split[name]]
     position = {record: i for i, (_, record) in enumerate(ordered)}
@@ -81,7 +81,7 @@ def build(
 
     jobs = (
         (position[record], payload, size)
-        for record, payload in data.iter_image_bytes(r for _, r in ordered)
+        for record, payload in labels.iter_image_bytes(r for _, r in ordered)
     )
     context = multiprocessing.get_context("spawn")  # safe even after JAX has started threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -91,7 +91,7 @@ def build(
         ):
             if array is None:
                 record = ordered[index][1]
-                skipped.append(data.Skipped(record.file_name, record.source, error))
+                skipped.append(labels.Skipped(record.file_name, record.source, error))
             else:
                 images[index] = array
                 ok[index] = True
@@ -154,11 +154,11 @@ def load_split(
             f"no {size}px cache at {path}: run "
             f"`python scripts/prepare_data.py --source <UTKFace archives or folder> --size {size}`"
         )
-    labels = np.load(path / f"{name}_labels.npz")
+    stored = np.load(path / f"{name}_labels.npz")
     return SplitArrays(
         images=np.load(path / f"{name}_images.npy", mmap_mode="r" if mmap else None),
-        ages=labels["ages"],
-        genders=labels["genders"],
-        races=labels["races"],
-        file_names=labels["file_names"],
+        ages=stored["ages"],
+        genders=stored["genders"],
+        races=stored["races"],
+        file_names=stored["file_names"],
     )

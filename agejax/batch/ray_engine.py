@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 from tqdm import tqdm
 
-from agejax import batch, scoring
+from agejax import scoring
+from agejax.batch import local as batch
 from agejax.scoring import FaceAge, FoundFaces
 
 if TYPE_CHECKING:
-    from agejax.predict import Predictor
+    from agejax.serving.predict import Predictor
 
 BOX = ("left", "top", "right", "bottom")
 
@@ -114,7 +115,7 @@ class FaceScorer:
     """A Ray actor's model: loaded once, then ages for every face row of each batch it is given."""
 
     def __init__(self, model: str, flip: bool, batch_size: int):
-        from agejax.predict import Predictor
+        from agejax.serving.predict import Predictor
 
         self.predictor = Predictor.load(model)
         self.predictor.flip = flip
@@ -184,7 +185,7 @@ def run(
     """
     import ray
 
-    from agejax.predict import CHECKPOINTS
+    from agejax.serving.predict import CHECKPOINTS
 
     start()
     summary = batch.Summary()

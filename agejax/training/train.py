@@ -34,9 +34,11 @@ import keras
 import numpy as np
 from jax.experimental import multihost_utils
 
-from agejax import cache, metrics, models, pipeline, report, split
-from agejax.configs import TrainConfig
-from agejax.predict import summarize_outputs
+from agejax.data import cache, pipeline, split
+from agejax.evaluation import metrics, report
+from agejax.serving.predict import summarize_outputs
+from agejax.training import models
+from agejax.training.configs import TrainConfig
 
 MONITOR = "val_age_mae"
 
@@ -163,7 +165,7 @@ def git_commit() -> str:
 
     A copy without .git (the GPU machine's) reads it from AGEJAX_GIT_COMMIT instead.
     """
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True

@@ -16,7 +16,7 @@ import keras
 from jax import lax
 from keras import ops
 
-from agejax.configs import AUGMENTATION_FIELDS
+from agejax.training.configs import AUGMENTATION_FIELDS
 
 # Weights of the luminance that a greyscale photo keeps (ITU-R BT.601, as Pillow's "L").
 LUMINANCE = (0.299, 0.587, 0.114)

@@ -1,5 +1,5 @@
 """The TFDS dataset `utkface`: build it with `build()` or `tfds build agejax/utkface --manual_dir DIR`."""
 
-from agejax.utkface.utkface_dataset_builder import Builder, build
+from agejax.data.utkface.utkface_dataset_builder import Builder, build
 
 __all__ = ["Builder", "build"]

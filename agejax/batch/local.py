@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 from tqdm import tqdm
 
-from agejax import data, scoring
-from agejax.images import IMAGE_SUFFIXES
+from agejax import scoring
+from agejax.data import labels
+from agejax.data.images import IMAGE_SUFFIXES
 from agejax.scoring import NO_FACE, FaceAge, FoundFaces
 
 if TYPE_CHECKING:
-    from agejax.predict import Predictor
+    from agejax.serving.predict import Predictor
 
 COLUMNS = (
     "path", "face", "crop", "detector", "left", "top", "right", "bottom", "age", "std", "low90", "high90", "model", "error",
@@ -405,7 +406,7 @@ def run(
 # Labelled inputs: MAE and the decade confusion through the evaluation code.
 
 
-def labelled_rows(csv_path: Path, labels: dict[str, float] | None = None) -> dict[str, np.ndarray] | None:
+def labelled_rows(csv_path: Path, ages: dict[str, float] | None = None) -> dict[str, np.ndarray] | None:
     """True and predicted ages of the labelled images in a batch CSV (the first, largest face of each).
 
     Labels come from a path,age mapping, or else from UTKFace file names. None when no row is labelled.
@@ -417,14 +418,14 @@ def labelled_rows(csv_path: Path, labels: dict[str, float] | None = None) -> dic
                 continue
             gender = race = -1
             path = from_spreadsheet(row["path"])
-            if labels is not None:
-                age = labels.get(str(PurePosixPath(path)))
+            if ages is not None:
+                age = ages.get(str(PurePosixPath(path)))
                 if age is None:
                     continue
             else:
                 try:
-                    parsed = data.parse_name(path)
-                except data.MalformedName:
+                    parsed = labels.parse_name(path)
+                except labels.MalformedName:
                     continue
                 age, gender, race = parsed.age, parsed.gender, parsed.race
             true.append(age)
@@ -438,11 +439,11 @@ def labelled_rows(csv_path: Path, labels: dict[str, float] | None = None) -> dic
         "true": np.array(true, np.float64),
         "predicted": np.array(predicted),
         "std": None if np.isnan(stds).any() else np.array(stds),
-        "genders": None if labels is not None else np.array(genders),
-        "races": None if labels is not None else np.array(races),
+        "genders": None if ages is not None else np.array(genders),
+        "races": None if ages is not None else np.array(races),
     }
 
 
-def normalized_labels(labels: dict[str, float]) -> dict[str, float]:
+def normalized_labels(ages: dict[str, float]) -> dict[str, float]:
     """A labels CSV's paths in the form the batch CSV writes them (POSIX, relative, no ./)."""
-    return {str(PurePosixPath(path.replace(os.sep, "/"))): age for path, age in labels.items()}
+    return {str(PurePosixPath(path.replace(os.sep, "/"))): age for path, age in ages.items()}

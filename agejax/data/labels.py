@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from agejax.images import IMAGE_SUFFIXES
+from agejax.data.images import IMAGE_SUFFIXES
 
 MAX_AGE = 116
 NUM_AGE_BINS = MAX_AGE + 1  # the distribution head's integer ages 0..MAX_AGE

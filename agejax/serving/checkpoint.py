@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agejax.configs import TrainConfig
+from agejax.training.configs import TrainConfig
 
 if TYPE_CHECKING:
     import keras
@@ -98,7 +98,7 @@ FORWARD_FILE = "forward.onnx"
 
 def save_forward(model: keras.Model, folder: Path) -> None:
     """Writes the model's inference graph, whose weights stay in weights.npz."""
-    from agejax.onnx_graph import to_onnx
+    from agejax.serving.onnx_graph import to_onnx
 
     (Path(folder) / FORWARD_FILE).write_bytes(to_onnx(model).SerializeToString())
 
@@ -112,7 +112,7 @@ def load_forward(folder: Path, config: TrainConfig) -> Callable[[np.ndarray], np
         return None
     import onnxruntime
 
-    from agejax.onnx_graph import INPUT
+    from agejax.serving.onnx_graph import INPUT
 
     weights = {key: np.ascontiguousarray(value, np.float32) for key, value in read_weights(folder).items()
                if np.issubdtype(value.dtype, np.floating)}
@@ -172,7 +172,7 @@ def load(folder: Path) -> tuple[keras.Model, TrainConfig]:
     A weight missing from the file, one the model does not have, or a shape that differs
     is an error that names them, never a silent load into the wrong layer.
     """
-    from agejax import models  # imports Keras: only where a model is built
+    from agejax.training import models  # imports Keras: only where a model is built
 
     folder = Path(folder)
     config = TrainConfig.from_json(folder / "config.json")

@@ -21,9 +21,9 @@ import jax
 import keras
 import numpy as np
 
-from agejax import cache, pipeline
-from agejax.configs import TrainConfig
-from agejax.train import compiled_model, setup_devices
+from agejax.data import cache, pipeline
+from agejax.training.configs import TrainConfig
+from agejax.training.train import compiled_model, setup_devices
 
 VARIANTS = ("fast_convolutions", "stock_convolutions", "on_device_floor")
 

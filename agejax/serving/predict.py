@@ -1,6 +1,6 @@
 """One way to load any shipped or trained model and predict ages.
 
-    from agejax.predict import Predictor
+    from agejax.serving.predict import Predictor
     predictor = Predictor.load("cnn")          # a shipped checkpoint by name
     predictor = Predictor.load("runs/x")       # a checkpoint folder or a run directory
     prediction = predictor.predict(uint8_faces) # (N, S, S, 3) aligned crops, any S: .age, .std
@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from agejax import SHIPPED_ROOT, checkpoint
-from agejax.configs import TrainConfig
-from agejax.conformal import interval_half_width
-from agejax.data import MAX_AGE, NUM_AGE_BINS
-from agejax.images import to_square_array
+from agejax import SHIPPED_ROOT
+from agejax.data.images import to_square_array
+from agejax.data.labels import MAX_AGE, NUM_AGE_BINS
+from agejax.evaluation.conformal import interval_half_width
+from agejax.serving import checkpoint
+from agejax.training.configs import TrainConfig
 
 if TYPE_CHECKING:
     import keras
@@ -71,7 +72,7 @@ def load_keras(path: Path) -> tuple[keras.Model, TrainConfig]:
     if (path / "model.keras").exists():
         import keras
 
-        from agejax import models  # noqa: F401  registers agejax's layers, which the file names
+        from agejax.training import models  # noqa: F401  registers agejax's layers, which the file names
 
         return keras.models.load_model(path / "model.keras", compile=False), TrainConfig.from_json(path / "config.json")
     raise FileNotFoundError(
@@ -83,7 +84,7 @@ def load_keras(path: Path) -> tuple[keras.Model, TrainConfig]:
 def keras_forward(model: keras.Model) -> Forward:
     """Keras on XLA, in whole batches: XLA compiles each batch shape and may sum in another
     order for another one, so every face goes through the same shape, padded."""
-    from agejax import pipeline
+    from agejax.data import pipeline
 
     def padded(faces: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
         padding = -len(faces) % batch_size

@@ -15,8 +15,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from agejax import data
-from agejax.data import Record
+from agejax.data import labels
+from agejax.data.labels import Record
 
 SPLITS = ("train", "val", "test")
 # 80/10/10: each of val and test holds about 2,200 faces, which puts the
@@ -117,4 +117,4 @@ def apply_manifest(records: Sequence[Record], assignment: dict[str, str]) -> Spl
 
 def records_of(sources: Sequence[str | Path], part: str) -> list[Record]:
     """The records of one split (train, val or test) among the images in sources (folders or archives)."""
-    return apply_manifest(data.scan(sources).records, read_manifest()).by_split[part]
+    return apply_manifest(labels.scan(sources).records, read_manifest()).by_split[part]
