@@ -19,6 +19,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from agejax.app import app as demo
+from agejax.app import handlers, model_cards, render
+from agejax.app import server as demo_server
 from agejax.batch import local as batch
 from agejax.serving.predict import default_model
 
@@ -35,11 +37,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
-    predictors = demo.available_models()
+    predictors = handlers.available_models()
     assert "cnn" in predictors, "the shipped CNN must load"
     app = demo.build_app(predictors)
     port = free_port()
-    demo.serve(app, "127.0.0.1", port, quiet=True)
+    demo_server.serve(app, "127.0.0.1", port, quiet=True)
     yield f"http://127.0.0.1:{port}/", predictors
     app.close()
 
@@ -128,7 +130,7 @@ def test_huge_and_tiny_images(client, tmp_path):
     Image.open(REPO / "examples" / "group.jpg").resize((6400, 3200)).save(huge, quality=80)
     image, rows, message = estimate(client, huge)
     assert message.startswith("Found 3 faces")
-    assert max(Image.open(image).size) <= demo.DISPLAY_SIDE  # shown downscaled, boxes in full-size pixels
+    assert max(Image.open(image).size) <= render.DISPLAY_SIDE  # shown downscaled, boxes in full-size pixels
     assert max(int(v) for v in rows[0][4].split(", ")) > 1280
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (8, 8), (90, 60, 40)).save(tiny)
@@ -236,21 +238,21 @@ def test_the_report_and_about_tabs_show_every_model_and_the_references(server):
     config = httpx.get(f"{server[0]}config").json()
     text = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
     for name in server[1]:
-        assert f"agejax {demo.LABELS[name]}" in text
+        assert f"agejax {model_cards.LABELS[name]}" in text
     assert "8.58" in text and "6.72" in text and "36.0" in text  # the earlier projects' figures
     assert "misses women's ages by" in text and "non-commercial research" in text
 
 
 def test_batch_tab_folders_are_bounded_however_many_requests_come(server):
-    score_batch = demo.make_batch(server[1])
+    score_batch = handlers.make_batch(server[1])
     crop = str(REPO / "examples" / "utkface_72.jpg")
     folders = []
-    for _ in range(demo.KEEP_BATCH_FOLDERS + 5):
+    for _ in range(handlers.KEEP_BATCH_FOLDERS + 5):
         rows, csv_path, _ = score_batch([crop], "cnn", True, False)
         assert len(rows) == 1 and rows[0][0] == "utkface_72.jpg" and Path(csv_path).exists()
         folders.append(Path(csv_path).parent)
     kept = [folder for folder in folders if folder.exists()]
-    assert kept == folders[-demo.KEEP_BATCH_FOLDERS:]
+    assert kept == folders[-handlers.KEEP_BATCH_FOLDERS:]
     assert all(sorted(p.name for p in folder.iterdir()) == ["ages.csv"] for folder in kept)  # uploads' copies gone
 
 
@@ -258,7 +260,7 @@ def test_uploads_leave_gradios_cache_after_the_cache_minutes(server, tmp_path):
     """Disk stays bounded on a server that runs for days: Gradio's sweep deletes old uploads and answers."""
     app = demo.build_app(server[1])
     port = free_port()
-    demo.serve(app, "127.0.0.1", port, quiet=True, cache_minutes=0.05)  # files older than 3 s go, swept twice a second
+    demo_server.serve(app, "127.0.0.1", port, quiet=True, cache_minutes=0.05)  # files older than 3 s go, swept twice a second
     try:
         # New bytes and name each run: Gradio reuses a cached file of the same content and name,
         # and an earlier run's last upload (made after its sweep) may still be in the cache.
@@ -279,10 +281,10 @@ def test_uploads_leave_gradios_cache_after_the_cache_minutes(server, tmp_path):
 
 def test_memory_per_visitor_is_bounded_however_many_visitors_come(server, monkeypatch):
     """Gradio keeps each session's copy of the page config; only the demo's most recent sessions stay."""
-    monkeypatch.setattr(demo, "SESSIONS_KEPT", 3)
+    monkeypatch.setattr(demo_server, "SESSIONS_KEPT", 3)
     app = demo.build_app(server[1])
     port = free_port()
-    demo.serve(app, "127.0.0.1", port, quiet=True)
+    demo_server.serve(app, "127.0.0.1", port, quiet=True)
     try:
         crop = handle_file(str(REPO / "examples" / "utkface_72.jpg"))
         for visitor in range(6):
@@ -302,8 +304,9 @@ def test_the_model_choice_states_test_mae_and_defaults_to_the_best_on_validation
         labels, names = zip(*radio["choices"])
         assert radio["value"] == names[0] == default_model()
         for label, name in zip(labels, names):
-            test_mae = json.loads((REPO / "checkpoints" / name / "metrics.json").read_text())["test_mae"]
-            assert label.endswith(f"(test MAE {test_mae:.2f} years)")
+            metrics = json.loads((REPO / "checkpoints" / name / "metrics.json").read_text())
+            per_source = metrics.get("test_mae_per_source") or {"utkface": metrics["test_mae"]}
+            assert f"UTKFace {per_source['utkface']:.2f}" in label and "trained on UTKFace" in label
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")

@@ -45,7 +45,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(configs.PRESETS), help="start from a named config")
     defaults = configs.TrainConfig()
+    parser.add_argument("--source", action="append", dest="sources", metavar="NAME",
+                        help="a prepared source to train on (utkface, aaf, or your own); once per source "
+                        "(default utkface, or the preset's)")
+    parser.add_argument("--source-shares", type=float, nargs="+", metavar="SHARE",
+                        help="each source's share of every batch, in --source order (default: by size)")
     for field in dataclasses.fields(configs.TrainConfig):
+        if field.name in ("sources", "source_shares"):
+            continue
         kind = {"int": int, "float": float, "bool": yes_or_no}.get(str(field.type), str)
         parser.add_argument(
             f"--{field.name.replace('_', '-')}", type=kind, default=None,
@@ -80,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = configs.PRESETS[args.preset] if args.preset else configs.TrainConfig()
     overrides = {
-        f.name: getattr(args, f.name) for f in dataclasses.fields(config) if getattr(args, f.name) is not None
+        f.name: getattr(args, f.name) for f in dataclasses.fields(config)
+        if f.name not in ("sources", "source_shares") and getattr(args, f.name) is not None
     }
+    if args.sources:
+        overrides["sources"] = tuple(args.sources)
+    if args.source_shares:
+        overrides["source_shares"] = tuple(args.source_shares)
     config = dataclasses.replace(config, **overrides)
 
     import keras  # JAX starts at its first device query, on one CPU device per core (agejax/__init__.py)

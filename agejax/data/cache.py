@@ -18,11 +18,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 import agejax
 from agejax.data import labels, split
-from agejax.data.images import decode_face
+from agejax.data.images import decode_face, to_square_array
 
 DEFAULT_ROOT = agejax.CACHE_ROOT
 
@@ -48,7 +49,8 @@ class BuildSummary:
 
 
 def cache_dir(size: int, root: Path = DEFAULT_ROOT, manifest: Path = split.MANIFEST_PATH) -> Path:
-    return Path(root) / f"utkface_{split.manifest_hash(manifest)[:12]}_{size}px"
+    """``<root>/<source>_<manifest hash>_<size>px``: the source is the manifest's name."""
+    return Path(root) / f"{Path(manifest).stem}_{split.manifest_hash(manifest)[:12]}_{size}px"
 
 
 def _decode_job(job: tuple[int, bytes | None, int]) -> tuple[int, np.ndarray | None, str]:
@@ -114,6 +116,25 @@ def build(
     return BuildSummary(path=target, sizes=sizes, skipped=skipped, seconds=time.perf_counter() - start)
 
 
+def from_chips(records: Sequence[labels.Record], chips: np.ndarray, size: int, manifest: Path,
+               root: Path = DEFAULT_ROOT, extra: dict | None = None) -> Path:
+    """Writes the cache of a loose source from its aligned chips (agejax.data.chips), resized to size."""
+    parts = split.apply_manifest(records, split.read_manifest(manifest))
+    row = {record: i for i, record in enumerate(records)}
+    arrays = {}
+    for name in split.SPLITS:
+        chosen = parts.by_split[name]
+        arrays[name] = SplitArrays(
+            images=np.stack([to_square_array(Image.fromarray(np.asarray(chips[row[r]])), size) for r in chosen])
+            if chosen else np.zeros((0, size, size, 3), np.uint8),
+            ages=np.array([r.age for r in chosen], np.int32),
+            genders=np.array([r.gender for r in chosen], np.int8),
+            races=np.array([r.race for r in chosen], np.int8),
+            file_names=np.array([r.file_name for r in chosen]),
+        )
+    return write(arrays, size, root, manifest, {"unlisted": len(parts.unlisted), "missing": len(parts.missing), **(extra or {})})
+
+
 def write(
     arrays: dict[str, SplitArrays], size: int, root: Path = DEFAULT_ROOT,
     manifest: Path = split.MANIFEST_PATH, extra: dict | None = None,
@@ -142,17 +163,17 @@ def write(
 
 
 def load_split(
-    name: str, size: int, root: Path = DEFAULT_ROOT, mmap: bool = True,
-    manifest: Path = split.MANIFEST_PATH,
+    name: str, size: int, root: Path = DEFAULT_ROOT, mmap: bool = True, source: str = "utkface",
 ) -> SplitArrays:
-    """One split of the cache; memory-mapped by default, so loading is near-instant."""
+    """One split of a source's cache; memory-mapped by default, so loading is near-instant."""
     if name not in split.SPLITS:
         raise ValueError(f"unknown split {name!r}; expected one of {split.SPLITS}")
-    path = cache_dir(size, root, manifest)
+    manifest = split.manifest_path(source, root)
+    path = cache_dir(size, root, manifest) if manifest.exists() else Path(root) / f"{source}_{size}px"
     if not (path / "meta.json").exists():
         raise FileNotFoundError(
-            f"no {size}px cache at {path}: run "
-            f"`python scripts/prepare_data.py --source <UTKFace archives or folder> --size {size}`"
+            f"no {size}px cache of {source} at {path}: run "
+            f"`python scripts/prepare_data.py --source {source}=<its archives or folder> --size {size}`"
         )
     stored = np.load(path / f"{name}_labels.npz")
     return SplitArrays(

@@ -113,7 +113,7 @@ def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def _list_source(source: Path) -> Iterator[str]:
+def list_source(source: Path) -> Iterator[str]:
     """Paths of the regular files in a folder (relative) or an archive (member names)."""
     if source.is_dir():
         for root, _dirs, files in os.walk(source):
@@ -136,7 +136,7 @@ def scan(sources: Sequence[str | os.PathLike]) -> ScanResult:
     skipped: list[Skipped] = []
     first_seen: dict[str, Record] = {}
     for source in map(Path, sources):
-        for member in _list_source(source):
+        for member in list_source(source):
             name = os.path.basename(member)
             if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
                 skipped.append(Skipped(name, str(source), "not an image file name"))

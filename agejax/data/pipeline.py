@@ -87,6 +87,73 @@ class ArrayBatches(keras.utils.PyDataset):
             self.order = self.rng.permutation(len(self.images))
 
 
+class MixedBatches(keras.utils.PyDataset):
+    """Training batches of (images, ages, weights) drawn from several sources in fixed shares.
+
+    Every batch holds the same number of images from each source (its share of the batch,
+    rounded so they add up); each source is shuffled anew whenever it runs out, so a small
+    source repeats within an epoch rather than being diluted. An epoch is as many batches as
+    all sources' images fill.
+    """
+
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]], shares: list[float], batch_size: int = 64,
+                 seed: int = 0):
+        super().__init__()
+        if len(parts) != len(shares) or min(shares) <= 0:
+            raise ValueError("one positive share per source is needed")
+        device_count = jax.device_count()
+        if batch_size % device_count:
+            raise ValueError(f"batch size {batch_size} does not split over {device_count} devices")
+        self.parts = [(images, np.asarray(ages, np.float32)) for images, ages in parts]
+        self.counts = _shares_of(batch_size, shares)
+        self.batch_size = batch_size
+        self.steps = sum(len(images) for images, _ in parts) // batch_size
+        self.rng = np.random.default_rng(seed)
+        self.orders = [self.rng.permutation(len(images)) for images, _ in parts]
+        self.positions = [0] * len(parts)
+        self._plan_epoch()
+
+    def _take(self, part: int, count: int) -> np.ndarray:
+        taken = []
+        while count:
+            order, at = self.orders[part], self.positions[part]
+            chunk = order[at:at + count]
+            taken.append(chunk)
+            count -= len(chunk)
+            self.positions[part] = at + len(chunk)
+            if self.positions[part] == len(order):
+                self.orders[part], self.positions[part] = self.rng.permutation(len(order)), 0
+        return np.concatenate(taken)
+
+    def _plan_epoch(self) -> None:
+        self.plan = [[self._take(part, count) for part, count in enumerate(self.counts)] for _ in range(self.steps)]
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        rows = self.plan[index]
+        images = np.concatenate([np.asarray(self.parts[p][0][r]) for p, r in enumerate(rows)])
+        ages = np.concatenate([self.parts[p][1][r] for p, r in enumerate(rows)])
+        return images, ages, np.ones(len(ages), np.float32)
+
+    def on_epoch_end(self) -> None:
+        self._plan_epoch()
+
+
+def _shares_of(batch_size: int, shares: list[float]) -> list[int]:
+    """Whole counts in proportion to shares that add up to batch_size, each at least 1."""
+    exact = np.asarray(shares, float) / np.sum(shares) * batch_size
+    counts = np.maximum(np.floor(exact).astype(int), 1)
+    for index in np.argsort(counts - exact):  # largest remainders first
+        if counts.sum() >= batch_size:
+            break
+        counts[index] += 1
+    while counts.sum() > batch_size:
+        counts[np.argmax(counts)] -= 1
+    return counts.tolist()
+
+
 def predict_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 128, verbose: int = 0) -> np.ndarray:
     """Model outputs for every image, in order, whatever the device count and batch size."""
     devices = jax.device_count()

@@ -1,9 +1,12 @@
-"""The frozen train/val/test split of UTKFace.
+"""The frozen train/val/test split of each source.
 
-The split was made once by ``make_split`` and written to a manifest committed in
-the package (file names only). Every model and every report reads that manifest,
-so all numbers refer to the same split forever. Images that the manifest does not
-list, such as a user's extra data, are reported and left out.
+Each split was made once by ``make_split`` and written to a manifest: for the shared
+sources (UTKFace, All-Age-Faces) committed in the package as ``splits/<source>.csv``, for a
+user's own source written under the cache at its first preparation and reused after. Every
+model and every report reads the manifest, so all numbers refer to the same split forever.
+A manifest may also list files as ``dropped``, with the reason (a near-duplicate, no face):
+they are never trained on or scored. Images that the manifest does not list are reported
+and left out.
 """
 
 from __future__ import annotations
@@ -15,15 +18,24 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from agejax import CACHE_ROOT
 from agejax.data import labels
 from agejax.data.labels import Record
 
 SPLITS = ("train", "val", "test")
+DROPPED = "dropped"
 # 80/10/10: each of val and test holds about 2,200 faces, which puts the
 # standard error of a ~5-year MAE near 0.1 years.
 CYCLE = ("test", "val") + ("train",) * 8
 AGE_BIN_YEARS = 5
-MANIFEST_PATH = Path(__file__).parent / "splits" / "utkface.csv"
+PACKAGED = Path(__file__).parent / "splits"
+MANIFEST_PATH = PACKAGED / "utkface.csv"
+
+
+def manifest_path(source: str, cache_root: Path = CACHE_ROOT) -> Path:
+    """The committed manifest of a shared source, or a user source's under the cache."""
+    packaged = PACKAGED / f"{source}.csv"
+    return packaged if packaged.exists() else Path(cache_root) / "splits" / f"{source}.csv"
 
 
 def stratum(record: Record) -> tuple[int, int]:
@@ -53,21 +65,38 @@ def make_split(records: Sequence[Record]) -> dict[str, str]:
     return assignment
 
 
-def write_manifest(assignment: dict[str, str], path: Path = MANIFEST_PATH) -> None:
+def write_manifest(assignment: dict[str, str], path: Path = MANIFEST_PATH, dropped: dict[str, str] | None = None) -> None:
+    """Writes file_name,split rows; with ``dropped`` (name -> reason) a third column, reason."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["file_name", "split"])
-        for name in sorted(assignment):
-            writer.writerow([name, assignment[name]])
+        writer.writerow(["file_name", "split", "reason"] if dropped is not None else ["file_name", "split"])
+        rows = {name: [name, part] + ([""] if dropped is not None else []) for name, part in assignment.items()}
+        rows.update({name: [name, DROPPED, reason] for name, reason in (dropped or {}).items()})
+        for name in sorted(rows):
+            writer.writerow(rows[name])
 
 
 def read_manifest(path: Path = MANIFEST_PATH) -> dict[str, str]:
+    """file name -> split (train, val or test); dropped files are left out (read_dropped)."""
+    return {name: part for name, part in _read_rows(path).items() if part != DROPPED}
+
+
+def read_dropped(path: Path) -> dict[str, str]:
+    """file name -> why the manifest drops it."""
+    return {name: part[1] for name, part in _read_rows(path, with_reason=True).items() if part[0] == DROPPED}
+
+
+def _read_rows(path: Path, with_reason: bool = False) -> dict:
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assignment = {row["file_name"]: row["split"] for row in rows}
-    unknown = set(assignment.values()) - set(SPLITS)
-    if unknown or len(assignment) != len(rows):
+    if with_reason:
+        assignment = {row["file_name"]: (row["split"], row.get("reason") or "") for row in rows}
+        values = {part for part, _ in assignment.values()}
+    else:
+        assignment = {row["file_name"]: row["split"] for row in rows}
+        values = set(assignment.values())
+    if values - {*SPLITS, DROPPED} or len(assignment) != len(rows):
         raise ValueError(f"{path} is not a valid split manifest")
     return assignment
 

@@ -38,6 +38,19 @@ class TrainConfig:
     dark_prob: float = 0.0
     max_dimming: float = 0.0  # darkened images also lose up to this share of their light
     max_noise: float = 0.0
+    # The labelled sources trained on (agejax.data.sources: each needs its cache at image_size)
+    # and the share of each in every batch, in the same order; None means in proportion to
+    # their training splits. Validation MAE is reported per source; the best epoch is the one
+    # with the lowest mean over the sources.
+    sources: tuple[str, ...] = ("utkface",)
+    source_shares: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        self.sources = tuple(self.sources)  # JSON gives lists
+        if self.source_shares is not None:
+            self.source_shares = tuple(float(s) for s in self.source_shares)
+            if len(self.source_shares) != len(self.sources) or min(self.source_shares) <= 0:
+                raise ValueError(f"source_shares {self.source_shares} needs one positive share per source {self.sources}")
 
     def augmentation(self) -> dict[str, float]:
         """The Augment layer's strengths."""
@@ -64,6 +77,11 @@ RESNET50_CPU = TrainConfig(
     max_rotation_deg=10.0, grey_prob=0.1, blur_prob=0.1, dark_prob=0.1, max_noise=3.0,
 )
 
+CNN_96PX_32EP = TrainConfig(
+    backbone="cnn", image_size=96, epochs=32, batch_size=64, learning_rate=2e-3,
+    max_rotation_deg=10.0, grey_prob=0.1, blur_prob=0.1, dark_prob=0.1, max_noise=3.0,
+)
+
 PRESETS: dict[str, TrainConfig] = {
     # The first shipped CNN: 64 px keeps CPU training inside one session.
     "cnn_cpu": TrainConfig(backbone="cnn", image_size=64, epochs=30, batch_size=64, learning_rate=2e-3),
@@ -75,9 +93,15 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # The shipped CNN (checkpoints/cnn): the same over 32 epochs, about 2.8 min each on the
     # idle 2-core CPU (95 min in all; --stop-after splits it into resumable pieces).
-    "cnn_96px_32ep": TrainConfig(
-        backbone="cnn", image_size=96, epochs=32, batch_size=64, learning_rate=2e-3,
-        max_rotation_deg=10.0, grey_prob=0.1, blur_prob=0.1, dark_prob=0.1, max_noise=3.0,
+    "cnn_96px_32ep": CNN_96PX_32EP,
+    # The shipped 32-epoch CNN fine-tuned for 6 epochs on UTKFace and All-Age-Faces together,
+    # a quarter of every batch from All-Age-Faces; and its control, the same on UTKFace alone.
+    "cnn_96px_mixed_ft": dataclasses.replace(
+        CNN_96PX_32EP, epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn",
+        sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
+    ),
+    "cnn_96px_utkface_ft": dataclasses.replace(
+        CNN_96PX_32EP, epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn",
     ),
     # The first CPU ResNet50, 2 epochs (validation 9.13 with the flip): replaced by resnet50_cpu_10ep.
     "resnet50_cpu": TrainConfig(

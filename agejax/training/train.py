@@ -34,6 +34,7 @@ import keras
 import numpy as np
 from jax.experimental import multihost_utils
 
+from agejax import SHIPPED_ROOT
 from agejax.data import cache, pipeline, split
 from agejax.evaluation import metrics, report
 from agejax.serving.predict import summarize_outputs
@@ -187,9 +188,39 @@ def val_mae(model: keras.Model, arrays: cache.SplitArrays, batch_size: int) -> f
 
 def _init_weights_file(path: str) -> Path:
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(f"init_weights {path!r} is not a file; train that run first")
+    if not file.is_absolute() and not file.exists():
+        file = SHIPPED_ROOT / file  # e.g. checkpoints/cnn from any folder
+    if not file.is_file() and not (file / "weights.npz").is_file():
+        raise FileNotFoundError(f"init_weights {path!r} is neither a weights file nor a checkpoint folder; train that run first")
     return file
+
+
+def load_initial_weights(model: keras.Model, path: Path) -> None:
+    """An earlier run's best.weights.h5, or a checkpoint folder's weights (matched by path)."""
+    if path.is_file():
+        model.load_weights(path)
+        return
+    from agejax.serving import checkpoint
+
+    stored = checkpoint.read_weights(path)
+    missing = [w.path for w in model.weights if w.path not in stored]
+    if missing:
+        raise ValueError(f"{path} lacks weights this model has: {', '.join(missing[:5])}")
+    model.set_weights([stored[w.path] for w in model.weights])
+
+
+class PerSourceValidation(keras.callbacks.Callback):
+    """Each source's validation MAE after every epoch (val_mae_<source>), and their mean as
+    val_age_mae, the figure the best epoch is chosen by: every source counts the same."""
+
+    def __init__(self, parts: dict, batch_size: int):
+        super().__init__()
+        self.parts, self.batch_size = parts, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        errors = {name: val_mae(self.model, part, self.batch_size) for name, part in self.parts.items()}
+        logs.update({f"val_mae_{name}": value for name, value in errors.items()})
+        logs[MONITOR] = float(np.mean(list(errors.values())))
 
 
 def _check_run_dir(run_dir: Path, config: TrainConfig) -> None:
@@ -225,20 +256,29 @@ def train(
         commit_file.write_text(git_commit() + "\n")
     keras.utils.set_random_seed(config.seed)
     device_info = setup_devices()
-    train_arrays = cache.load_split("train", config.image_size, cache_root, mmap=False)
-    val_arrays = cache.load_split("val", config.image_size, cache_root)
-
-    train_batches = pipeline.ArrayBatches(
-        pipeline.on_accelerator(train_arrays.images), train_arrays.ages, config.batch_size,
-        shuffle=True, seed=config.seed,
-    )
-    val_batches = pipeline.ArrayBatches(val_arrays.images, val_arrays.ages, config.batch_size)
+    train_parts = {s: cache.load_split("train", config.image_size, cache_root, mmap=False, source=s) for s in config.sources}
+    val_parts = {s: cache.load_split("val", config.image_size, cache_root, source=s) for s in config.sources}
+    val_arrays = val_parts[config.sources[0]]
+    if len(config.sources) == 1:
+        train_arrays = train_parts[config.sources[0]]
+        train_batches = pipeline.ArrayBatches(
+            pipeline.on_accelerator(train_arrays.images), train_arrays.ages, config.batch_size,
+            shuffle=True, seed=config.seed,
+        )
+        val_batches = pipeline.ArrayBatches(val_arrays.images, val_arrays.ages, config.batch_size)
+    else:
+        shares = config.source_shares or [len(part) for part in train_parts.values()]
+        train_batches = pipeline.MixedBatches(
+            [(part.images, part.ages) for part in train_parts.values()], shares, config.batch_size, config.seed
+        )
+        val_batches = None  # PerSourceValidation scores every source's validation split
     model = compiled_model(config, len(train_batches))
     if init_file:  # a resumed run then restores its own backup over these
-        model.load_weights(init_file)
+        load_initial_weights(model, init_file)
     title = f"{config.backbone} ({config.head} head, {config.image_size}px)"
     deadline = StopBeforeDeadline(session_start + (math.inf if stop_after_s is None else stop_after_s))
     callbacks = [
+        *([PerSourceValidation(val_parts, config.batch_size)] if val_batches is None else []),
         LogLearningRate(),
         ElapsedTime(run_dir / "history.csv", session_start),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
@@ -271,13 +311,15 @@ def train(
     if jax.process_count() > 1:  # the predictions of a multi-process model are not all in this process
         final_val_mae = best["val_mae"]
     else:
-        final_val_mae = val_mae(model, val_arrays, config.batch_size)
+        per_source = {s: round(val_mae(model, part, config.batch_size), 4) for s, part in val_parts.items()}
+        final_val_mae = float(np.mean(list(per_source.values())))
     result = {
         "finished": True,
         "model": title,
         "config": dataclasses.asdict(config),
         "best_epoch": best["epoch"],
         "val_mae": round(final_val_mae, 4),
+        **({"val_mae_per_source": per_source} if jax.process_count() == 1 else {}),
         "parameters": int(model.count_params()),
         "manifest_sha256": split.manifest_hash(),
         "git_commit": commit_file.read_text().strip(),

