@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from agejax.data import images
+from agejax.faces.face import Face
 
 if TYPE_CHECKING:
     from agejax.faces.cascade import FaceAligner
@@ -29,36 +30,19 @@ if TYPE_CHECKING:
 
 MAX_DECODE_SIDE = 2048  # larger photos are decoded downscaled; boxes are still in full-size pixels
 NO_FACE = "no face found"
-CROPS = ("face", "aligned", "whole")  # how a scored crop was cut
-
-
-@dataclasses.dataclass(frozen=True)
-class FaceAge:
-    """One scored face. std, low90 and high90 are None where the model has no uncertainty."""
-
-    box: tuple[int, int, int, int]  # left, top, right, bottom in the upright image's pixels
-    age: float  # years
-    std: float | None  # the distribution head's own uncertainty
-    low90: float | None  # the 90 % prediction interval, calibrated on validation
-    high90: float | None
-    detector: str  # the detector stage that found it (agejax.faces.STAGES), "" when not detected
-    crop: str  # one of CROPS: a detected face, an aligned input, or the whole image
 
 
 @dataclasses.dataclass
 class FoundFaces:
-    """The face chips cut from one image, ready to score, or the reason there are none."""
+    """What one image gave: its faces, ready to score (each with its chip), or the reason there are none."""
 
-    error: str = ""  # empty when there are chips
-    crops: list[str] = dataclasses.field(default_factory=list)
-    detectors: list[str] = dataclasses.field(default_factory=list)
-    boxes: list[tuple[int, int, int, int]] = dataclasses.field(default_factory=list)
-    chips: np.ndarray | None = None  # (faces, size, size, 3) uint8
+    error: str = ""  # empty when there are faces
+    faces: list[Face] = dataclasses.field(default_factory=list)
     full_size: tuple[int, int] | None = None  # the upright image's width and height
 
     @property
     def count(self) -> int:
-        return 0 if self.chips is None else len(self.chips)
+        return len(self.faces)
 
 
 class UnusableImage(ValueError):
@@ -102,7 +86,8 @@ def find_faces(
     image: Image.Image, image_size: int, *, aligned: bool = False, whole_if_no_face: bool = False,
     detector: str = "auto",
 ) -> FoundFaces:
-    """The chips to score: each detected face, or the whole image when it is an aligned crop.
+    """The faces to score, each with its chip at the model's input size: every detected face, or
+    the whole image when it is an aligned crop.
 
     image comes from decode() or read(); image_size is the model's input size. Without a
     face and without whole_if_no_face, the result carries the error NO_FACE.
@@ -113,18 +98,16 @@ def find_faces(
     if not aligned:
         faces = face_aligner().faces(np.asarray(image), detector)
         if faces:
-            found.crops = ["face"] * len(faces)
-            found.detectors = [face.detector for face in faces]
-            found.boxes = [tuple(int(round(v * scale)) for v in face.box) for face in faces]
-            found.chips = np.stack([images.to_square_array(Image.fromarray(face.chip), image_size) for face in faces])
+            for face in faces:
+                face.box = tuple(int(round(v * scale)) for v in face.box)
+                face.chip = images.to_square_array(Image.fromarray(face.chip), image_size)
+            found.faces = faces
             return found
         if not whole_if_no_face:
             found.error = NO_FACE
             return found
-    found.crops = ["aligned" if aligned else "whole"]
-    found.detectors = [""]
-    found.boxes = [(0, 0, full_width, full_height)]
-    found.chips = images.to_square_array(image, image_size)[np.newaxis]
+    chip = images.to_square_array(image, image_size)
+    found.faces = [Face((0, 0, full_width, full_height), crop="aligned" if aligned else "whole", chip=chip)]
     return found
 
 
@@ -139,49 +122,50 @@ def bucket_size(count: int, largest: int) -> int:
     return 1 << max(0, count - 1).bit_length()
 
 
-def score_chips(predictor: Predictor, chips: np.ndarray, batch_size: int) -> list[tuple]:
-    """(age, std, low90, high90) per chip; std and the interval are None where the model has none.
+@dataclasses.dataclass
+class Scores:
+    """The model's answer for a batch of chips; std and the interval are None where it has none."""
+
+    age: np.ndarray
+    std: np.ndarray | None
+    low90: np.ndarray | None
+    high90: np.ndarray | None
+
+
+def score_chips(predictor: Predictor, chips: np.ndarray, batch_size: int) -> Scores:
+    """Ages of aligned chips (N, S, S, 3) in one model call.
 
     Each face's score does not depend on how the images were batched or sharded: the
     Predictor's engine sees to that (predict.graph_forward, predict.keras_forward).
     """
-    count = len(chips)
     prediction = predictor.predict(np.asarray(chips), batch_size=batch_size)
     interval = predictor.interval(prediction, "90")
-    return [
-        (
-            float(prediction.age[i]),
-            None if prediction.std is None else float(prediction.std[i]),
-            None if interval is None else float(interval[0][i]),
-            None if interval is None else float(interval[1][i]),
-        )
-        for i in range(count)
-    ]
+    low, high = interval if interval is not None else (None, None)
+    return Scores(prediction.age, prediction.std, low, high)
 
 
-def face_ages(found: FoundFaces, scores: list[tuple]) -> list[FaceAge]:
-    """The found faces with their scores from score_chips, in the same order."""
-    return [
-        FaceAge(box, age, std, low, high, detector, crop)
-        for crop, detector, box, (age, std, low, high) in zip(found.crops, found.detectors, found.boxes, scores)
-    ]
+def set_scores(faces: list[Face], scores: Scores, offset: int = 0) -> None:
+    """Writes scores[offset:offset + len(faces)] into the faces."""
+    for i, face in enumerate(faces, start=offset):
+        face.age = float(scores.age[i])
+        face.std = None if scores.std is None else float(scores.std[i])
+        face.low90 = None if scores.low90 is None else float(scores.low90[i])
+        face.high90 = None if scores.high90 is None else float(scores.high90[i])
 
 
-def score_faces(found: list[FoundFaces], predictor: Predictor, largest_batch: int = 16) -> list[list[FaceAge]]:
+def score_faces(found: list[FoundFaces], predictor: Predictor, largest_batch: int = 16) -> list[list[Face]]:
     """The faces of several images scored in one model call: one list per image ([] where it has none)."""
-    chips = [chip for item in found if item.chips is not None for chip in item.chips]
-    scores = score_chips(predictor, np.stack(chips), bucket_size(len(chips), largest_batch)) if chips else []
-    per_image = []
-    for item in found:
-        per_image.append(face_ages(item, scores[: item.count]))
-        scores = scores[item.count :]
-    return per_image
+    faces = [face for item in found for face in item.faces]
+    if faces:
+        chips = np.stack([face.chip for face in faces])
+        set_scores(faces, score_chips(predictor, chips, bucket_size(len(faces), largest_batch)))
+    return [item.faces for item in found]
 
 
 def score_image(
     image: str | os.PathLike | bytes | Image.Image, predictor: Predictor, *, aligned: bool = False,
     whole_if_no_face: bool = False, detector: str = "auto",
-) -> list[FaceAge]:
+) -> list[Face]:
     """Every face in one image, largest first: [] when none is found.
 
     image is a path, the file's bytes, or a PIL image. Raises UnusableImage for data

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from agejax.batch import local as batch
+from agejax.batch import local, sink
 from agejax.data import labels, split
-from agejax.evaluation import metrics
+from agejax.evaluation import evaluate, metrics
 from agejax.scoring import MAX_DECODE_SIDE
 
 PHOTO_SIZE = (640, 480)
@@ -65,9 +65,9 @@ def time_agejax(folder: Path, predictor, aligned: bool, repeats: int, detector: 
     seconds = []
     for _ in range(repeats):
         out.unlink(missing_ok=True)
-        handle, _ = batch.open_output(out, resume=False, model_name=predictor.name)
+        handle, _ = sink.open_output(out, resume=False, model_name=predictor.name)
         with handle:
-            summary = batch.run(folder, handle, predictor, aligned=aligned, detector=detector, progress=False)
+            summary = local.run(folder, handle, predictor, aligned=aligned, detector=detector, progress=False)
         seconds.append(summary.seconds / summary.images)
     return statistics.median(seconds), out
 
@@ -160,7 +160,7 @@ def main() -> int:
             continue
         time_agejax(work / "test", predictor, True, 1)  # warm-up: compile
         crop_s, csv_path = time_agejax(work / "test", predictor, True, args.repeats)
-        rows = batch.labelled_rows(csv_path)
+        rows = evaluate.labelled_rows(csv_path)
         mae = metrics.mae(rows["true"], rows["predicted"])
         photo_s, cascade_csv = time_agejax(work / "photos", predictor, False, args.repeats)
         hog_photo_s, hog_csv = time_agejax(work / "photos", predictor, False, args.repeats, detector="hog")

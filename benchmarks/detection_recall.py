@@ -31,6 +31,7 @@ from PIL import Image, ImageFilter
 
 from agejax.data import labels, split
 from agejax.faces import cascade
+from agejax.faces.face import STAGES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "detection_recall.json"
 DEGRADATIONS = ("none", "grey", "blur", "jpeg", "dark")
@@ -117,7 +118,7 @@ def main() -> None:
     runs = (("hog", aligner, "hog"), ("cnn", aligner, "cnn"), ("dlib_cnn", on_dlib, "cnn"), ("auto", aligner, "auto"))
     for name, aligner, detector in runs:
         hits, false_faces, times, misses_by_kind, false_finds = 0, 0, [], {}, []
-        by_detector = dict.fromkeys(cascade.STAGES, 0)
+        by_detector = dict.fromkeys(STAGES, 0)
         for photo, truth, kind in photos:
             start = time.perf_counter()
             found = aligner.faces(np.asarray(photo), detector)

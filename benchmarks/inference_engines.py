@@ -41,10 +41,9 @@ def main() -> int:
 
     results = {"command": "python benchmarks/inference_engines.py", "batch": BATCH, "models": {}}
     for name in SHIPPED:
-        served = Predictor.load(name)
+        served = Predictor.load(name, flip=False)  # one pass per face: the engines, not the flip
         model, config = checkpoint.load(CHECKPOINTS / name)
-        built = Predictor.from_model(model, config, CHECKPOINTS / name)
-        served.flip = built.flip = False  # one pass per face: the engines, not the flip
+        built = Predictor.from_model(model, config, CHECKPOINTS / name, flip=False)
         size = served.image_size
         faces = np.random.default_rng(0).integers(0, 256, (BATCH, size, size, 3), np.uint8)
         engines = {"onnxruntime": served, "keras_jax": built}

@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agejax.batch import local as batch
-from agejax.batch import ray_engine
+from agejax.batch import local, ray_engine
 from agejax.data import labels, split
 from agejax.serving.predict import Predictor, default_model
 
@@ -46,7 +45,7 @@ def timed_run(engine: str, folder: Path, predictor: Predictor) -> dict[str, floa
     if engine == "ray":
         summary = ray_engine.run(folder, out, predictor, aligned=True, progress=False)
     else:
-        summary = batch.run(folder, out, predictor, aligned=True, progress=False)
+        summary = local.run(folder, out, predictor, aligned=True, progress=False)
     end = time.perf_counter()
     first_time, first_rows = out.writes[0]
     rows = len(out.getvalue().splitlines())

@@ -90,11 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     test = evaluate.cached_split("test", reference.image_size, args.cache_root)
 
     # Test-time flip (each face averaged with its mirror image) only where validation says it pays.
-    reference.flip = False
-    val_without_flip = mae(reference, val)
-    reference.flip = True
-    val_with_flip = mae(reference, val)
-    reference.flip = val_with_flip < val_without_flip
+    val_without_flip = mae(reference.with_flip(False), val)
+    val_with_flip = mae(reference.with_flip(True), val)
+    reference = reference.with_flip(val_with_flip < val_without_flip)
     reference_val = min(val_with_flip, val_without_flip)
     target = args.checkpoints / args.name
     shipped_before = checkpoint.read_metrics(target).get("val_mae")
@@ -105,11 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     checkpoint.save(model, config, target, args.weights_format)
-    compressed = Predictor.load(target)
+    compressed = Predictor.load(target, flip=reference.flip)
     if compressed.engine != "onnxruntime":
         print(f"error: {target / checkpoint.FORWARD_FILE} does not load back", file=sys.stderr)
         return 1
-    compressed.flip = reference.flip
     test_report, predicted = evaluate.evaluate_predictor(compressed, test, calibration=val, verbose=0)
     command = "python scripts/export_checkpoint.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     test_report["command"] = command

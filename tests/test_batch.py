@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agejax.batch import local as batch
+from agejax import scoring
+from agejax.batch import sink
 from agejax.cli import batch_predict
 from agejax.data import labels, split
 
@@ -78,7 +79,7 @@ def test_every_file_gets_a_row_and_bad_files_a_reason(tmp_path, tiny_model, caps
     assert rows["corrupt.jpg"]["error"].startswith("corrupt image")
     assert rows["loop.jpg"]["error"].startswith("cannot read file")
     assert rows["nested/back"]["error"] == "symlink loop: directory already scanned"
-    assert all(rows[path]["error"] == batch.NO_FACE and rows[path]["age"] == "" for path in DECODABLE)
+    assert all(rows[path]["error"] == scoring.NO_FACE and rows[path]["age"] == "" for path in DECODABLE)
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     assert summary.startswith("images 12, faces 0, errors 5, no face 7,") and "img/s" in summary
 
@@ -128,7 +129,7 @@ def many_images(folder, count: int):
 
 def data_rows(path) -> list[str]:
     lines = path.read_text().splitlines()
-    assert lines[0] == ",".join(batch.COLUMNS)
+    assert lines[0] == ",".join(sink.COLUMNS)
     return lines[1:]
 
 
@@ -174,8 +175,8 @@ def test_formula_file_names_are_spreadsheet_safe_and_resume_matches_them(tmp_pat
     assert batch_predict.main([str(folder), "-o", str(out), *args]) == 0
     cells = {row["path"] for row in read_rows(out)}
     assert cells == {"'" + name for name in FORMULA_NAMES[:-1]} | {"plain.jpg"}
-    assert not any(cell.startswith(batch.FORMULA_STARTS) for row in read_rows(out) for cell in row.values())
-    assert {batch.from_spreadsheet(cell) for cell in cells} == set(FORMULA_NAMES)
+    assert not any(cell.startswith(sink.FORMULA_STARTS) for row in read_rows(out) for cell in row.values())
+    assert {sink.from_spreadsheet(cell) for cell in cells} == set(FORMULA_NAMES)
 
     # Resume knows every file is done, even the quoted ones, except the last (always rescored).
     rows_before = data_rows(out)
@@ -207,13 +208,13 @@ def test_the_detector_cascade_finds_what_hog_misses_and_says_which_found_it(tmp_
         assert batch_predict.main(args) == 0
         found[detector] = {row["path"]: row for row in read_rows(out)}
     summary = capsys.readouterr().err.strip().splitlines()[-1]
-    assert found["hog"]["tilted.jpg"]["error"] == batch.NO_FACE
+    assert found["hog"]["tilted.jpg"]["error"] == scoring.NO_FACE
     assert found["auto"]["tilted.jpg"]["detector"] == "cnn" and not found["auto"]["tilted.jpg"]["error"]
     for name in ("grey.jpg", "small.jpg"):  # HOG finds these, so the CNN never runs on them
         assert found["auto"][name]["detector"] == found["hog"][name]["detector"] == "hog"
     left, top, right, bottom = (int(found["auto"]["small.jpg"][k]) for k in ("left", "top", "right", "bottom"))
     assert 700 <= left < right <= 850 and 400 <= top < bottom <= 550
-    assert found["auto"]["nobody.jpg"]["error"] == batch.NO_FACE  # no false face from either detector
+    assert found["auto"]["nobody.jpg"]["error"] == scoring.NO_FACE  # no false face from either detector
     assert "faces 3 (cnn 1, hog 2)" in summary
 
 
@@ -234,7 +235,7 @@ def test_shards_concatenate_to_the_single_run(tmp_path, tiny_model):
 def test_resume_refuses_a_csv_of_another_model(tmp_path, tiny_model):
     folder = many_images(tmp_path / "in", 3)
     out = tmp_path / "ages.csv"
-    out.write_text(",".join(batch.COLUMNS) + "\r\nimg.jpg,0,whole,,0,0,1,1,30.00,,,,resnet50,\r\n")
+    out.write_text(",".join(sink.COLUMNS) + "\r\nimg.jpg,0,whole,,0,0,1,1,30.00,,,,resnet50,\r\n")
     assert batch_predict.main([str(folder), "-o", str(out), "--model", str(tiny_model), "--resume", "-q"]) == 2
 
 

@@ -132,7 +132,7 @@ def test_the_graph_gives_the_keras_models_ages_for_any_batch(tmp_path, head):
     assert (served.engine, built.engine) == ("onnxruntime", "keras")
     faces = np.random.default_rng(0).integers(0, 255, (37, 32, 32, 3), dtype=np.uint8)
     for flip in (False, True):
-        served.flip = built.flip = flip
+        served, built = served.with_flip(flip), built.with_flip(flip)
         for count, batch_size in ((1, 16), (3, 16), (37, 16), (37, 64)):
             got, expected = served.predict(faces[:count], batch_size), built.predict(faces[:count], batch_size)
             np.testing.assert_allclose(got.age, expected.age, atol=1e-4)

@@ -21,7 +21,7 @@ from PIL import Image
 from agejax.app import app as demo
 from agejax.app import handlers, model_cards, render
 from agejax.app import server as demo_server
-from agejax.batch import local as batch
+from agejax.batch import sink
 from agejax.serving.predict import default_model
 
 from browser import CHROMIUM, Browser
@@ -214,7 +214,7 @@ def test_batch_endpoint_returns_the_batch_cli_rows_and_a_csv(client, tmp_path):
     files = [REPO / "examples" / "group.jpg", REPO / "examples" / "utkface_31.jpg", broken]
     table, csv_path, message = client.predict([handle_file(str(f)) for f in files], "cnn", False, False,
                                               api_name="/batch")
-    assert table["headers"] == list(batch.COLUMNS)
+    assert table["headers"] == list(sink.COLUMNS)
     rows = table["data"]
     assert [row[0] for row in rows] == ["broken.jpg", "group.jpg", "group.jpg", "group.jpg", "utkface_31.jpg"]
     assert rows[0][-1] == "not an image" and all(row[-1] == "" for row in rows[1:])

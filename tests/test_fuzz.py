@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from agejax.batch import local as batch
+from agejax.batch import sink
 from agejax.cli import batch_predict
 
 from conftest import save_tiny_checkpoint
@@ -32,7 +32,7 @@ def test_every_fuzzed_file_gets_one_row_or_one_per_face(tmp_path, tiny_model, ca
         rows = list(csv.DictReader(handle))
     by_file = collections.defaultdict(list)
     for row in rows:
-        by_file[batch.from_spreadsheet(row["path"])].append(row)
+        by_file[sink.from_spreadsheet(row["path"])].append(row)
     assert set(by_file) == set(written)  # no file lost, none invented
     for name, file_rows in by_file.items():
         if file_rows[0]["error"]:

@@ -139,7 +139,7 @@ def test_test_time_flip_scores_a_face_and_its_mirror_image_alike(tmp_path):
     assert not predictor.flip  # no export chose it
     plain, mirrored = predictor.predict(images).age, predictor.predict(images[:, :, ::-1]).age
     assert np.abs(plain - mirrored).max() > 1e-3  # an untrained network is not symmetric
-    predictor.flip = True
+    predictor = predictor.with_flip(True)
     np.testing.assert_allclose(predictor.predict(images).age, predictor.predict(images[:, :, ::-1]).age, atol=1e-4)
     # The mixture's expected age is the mean of the two expected ages.
     np.testing.assert_allclose(predictor.predict(images).age, (plain + mirrored) / 2, atol=1e-4)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from agejax import scoring
+from agejax.faces.face import Face
 from agejax.serving.predict import Predictor
 
 from conftest import REPO, group_photo
@@ -23,7 +24,7 @@ def cnn() -> Predictor:
 def test_every_face_of_a_group_photo_is_found_boxed_and_scored_largest_first(cnn):
     photo, placed = group_photo()
     faces = scoring.score_image(photo, cnn)
-    assert len(faces) == 3 and all(isinstance(face, scoring.FaceAge) for face in faces)
+    assert len(faces) == 3 and all(isinstance(face, Face) and face.chip.shape == (cnn.image_size, cnn.image_size, 3) for face in faces)
     areas = [(face.box[2] - face.box[0]) * (face.box[3] - face.box[1]) for face in faces]
     assert areas == sorted(areas, reverse=True)
     for face, (left, top, right, bottom) in zip(faces, placed):  # each box inside its own portrait

@@ -16,7 +16,7 @@ import gradio as gr
 
 from agejax import SHIPPED_ROOT, runtime
 from agejax.app import handlers, model_cards, render, server
-from agejax.batch import local as batch
+from agejax.batch import sink
 from agejax.scoring import bucket_size
 from agejax.serving.predict import CHECKPOINTS, SHIPPED, Predictor
 
@@ -80,7 +80,7 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                 with gr.Column():
                     batch_message = gr.Markdown()
                     batch_csv = gr.File(label="CSV", interactive=False)
-            batch_table = gr.Dataframe(headers=list(batch.COLUMNS), interactive=False)
+            batch_table = gr.Dataframe(headers=list(sink.COLUMNS), interactive=False)
             batch_button.click(handlers.make_batch(predictors),
                                [files, batch_model, batch_aligned, batch_whole, batch_detector],
                                [batch_table, batch_csv, batch_message], api_name="batch", concurrency_limit=1)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from agejax.app import render
-from agejax.batch import local as batch
+from agejax.batch import local, sink
+from agejax.evaluation import evaluate
 from agejax.evaluation.metrics import mae
 from agejax.scoring import FoundFaces, UnusableImage, face_aligner, find_faces, read, score_faces
 from agejax.serving.predict import Predictor, shipped_by_validation
@@ -94,15 +95,15 @@ def make_batch(predictors: dict[str, Predictor]):
             target = folder / name if not (folder / name).exists() else folder / f"{i}_{name}"
             shutil.copyfile(file, target)
         out_path = work / "ages.csv"
-        handle, _ = batch.open_output(out_path, resume=False, model_name=predictors[model_name].name)
+        handle, _ = sink.open_output(out_path, resume=False, model_name=predictors[model_name].name)
         with handle:
-            summary = batch.run(folder, handle, predictors[model_name], aligned=aligned, whole_if_no_face=whole,
+            summary = local.run(folder, handle, predictors[model_name], aligned=aligned, whole_if_no_face=whole,
                                 batch_size=16, workers=0, progress=False, detector=detector or "auto")
         shutil.rmtree(folder)  # the uploads' copies, scored
         with open(out_path, newline="") as csv_file:
-            rows = [[row[c] for c in batch.COLUMNS] for row in csv.DictReader(csv_file)]
+            rows = [[row[c] for c in sink.COLUMNS] for row in csv.DictReader(csv_file)]
         message = f"Scored: {summary.line()}."
-        labelled = batch.labelled_rows(out_path)
+        labelled = evaluate.labelled_rows(out_path)
         if labelled is not None:
             error = mae(labelled["true"], labelled["predicted"])
             message += f" {len(labelled['true'])} files carry UTKFace age labels: MAE {error:.2f} years on them."

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
 
-from agejax.scoring import NO_FACE, FaceAge, FoundFaces
+from agejax.faces.face import Face
+from agejax.scoring import NO_FACE, FoundFaces
 
 DISPLAY_SIDE = 1280  # the annotated photo is shown at most this large
 BOX_COLOUR = (255, 196, 0)
 TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)", "found by"]
 
 
-def face_label(face: FaceAge) -> str:
+def face_label(face: Face) -> str:
     return f"{face.age:.0f} ± {face.std:.0f}" if face.std is not None else f"{face.age:.0f}"
 
 
-def draw_faces(image: Image.Image, faces: list[FaceAge]) -> Image.Image:
+def draw_faces(image: Image.Image, faces: list[Face]) -> Image.Image:
     """The photo, at most DISPLAY_SIDE wide, with a box and an age label on every face."""
     full_width = image.info.get("full_size", image.size)[0]
     image = image.copy()
@@ -37,7 +38,7 @@ def draw_faces(image: Image.Image, faces: list[FaceAge]) -> Image.Image:
     return image
 
 
-def face_table(faces: list[FaceAge]) -> list[list]:
+def face_table(faces: list[Face]) -> list[list]:
     return [
         [index, round(face.age, 1), "" if face.std is None else round(face.std, 1),
          "" if face.low90 is None else f"{face.low90:.0f}-{face.high90:.0f}",
@@ -56,7 +57,7 @@ def explain(found: FoundFaces) -> str:
                 "TIFF or GIF.")
     count = found.count
     text = {"face": f"Found {count} face{'s' * (count > 1)}.", "aligned": "Scored as an aligned face crop.",
-            "whole": "No face found: scored the whole image, so treat the estimate with care."}[found.crops[0]]
+            "whole": "No face found: scored the whole image, so treat the estimate with care."}[found.faces[0].crop]
     width, height = found.full_size
     if min(width, height) < 48:
         text += f" The image is only {width} x {height} pixels: estimates from so few pixels are unreliable."

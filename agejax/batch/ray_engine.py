@@ -10,7 +10,6 @@ a task or actor that dies, so a lost worker costs time, not rows.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import os
@@ -25,13 +24,15 @@ import numpy as np
 from tqdm import tqdm
 
 from agejax import scoring
-from agejax.batch import local as batch
-from agejax.scoring import FaceAge, FoundFaces
+from agejax.batch import local, sink, walk
+from agejax.faces.face import Face
+from agejax.scoring import FoundFaces
 
 if TYPE_CHECKING:
     from agejax.serving.predict import Predictor
 
 BOX = ("left", "top", "right", "bottom")
+SCORES = ("age", "std", "low90", "high90")
 
 
 def start(address: str | None = None, quiet: bool = False) -> None:
@@ -94,20 +95,21 @@ def check_reachable(address: str) -> None:
         raise ConnectionError(f"nothing answers at {address} ({err})") from None
 
 
-def face_rows(item: dict, root: str, options: batch.ReadOptions) -> list[dict]:
+def face_rows(item: dict, root: str, options: local.ReadOptions) -> list[dict]:
     """One file's rows for the scorer: one per face found, or one carrying the reason there is none."""
     if item["error"]:
         found = FoundFaces(error=item["error"])
     else:
-        found = batch.read_file(Path(root), item["path"], options).found
+        found = local.read_file(Path(root), item["path"], options).found
     base = {"order": item["order"], "path": item["path"]}
     if found.error:
         blank = np.zeros((options.image_size, options.image_size, 3), np.uint8)
         return [{**base, "face": -1, "crop": "", "detector": "", **dict.fromkeys(BOX, 0), "chip": blank,
                  "error": found.error}]
     return [
-        {**base, "face": index, "crop": crop, "detector": detector, **dict(zip(BOX, box)), "chip": chip, "error": ""}
-        for index, (crop, detector, box, chip) in enumerate(zip(found.crops, found.detectors, found.boxes, found.chips))
+        {**base, "face": index, "crop": face.crop, "detector": face.detector, **dict(zip(BOX, face.box)),
+         "chip": face.chip, "error": ""}
+        for index, face in enumerate(found.faces)
     ]
 
 
@@ -117,27 +119,29 @@ class FaceScorer:
     def __init__(self, model: str, flip: bool, batch_size: int):
         from agejax.serving.predict import Predictor
 
-        self.predictor = Predictor.load(model)
-        self.predictor.flip = flip
+        self.predictor = Predictor.load(model, flip=flip)
         self.batch_size = batch_size
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         faces = np.flatnonzero(rows["error"] == "")
-        scores = np.full((len(rows["order"]), 4), np.nan)
+        output = {name: values for name, values in rows.items() if name != "chip"}
+        for name in SCORES:
+            output[name] = np.full(len(rows["order"]), np.nan)  # nan: no face, or no uncertainty
         if len(faces):
             # The local engine's call: an age does not depend on its neighbours (see score_chips).
-            scored = scoring.score_chips(self.predictor, rows["chip"][faces], self.batch_size)
-            scores[faces] = np.array(scored, dtype=float)  # None (no uncertainty) becomes nan
-        output = {name: values for name, values in rows.items() if name != "chip"}
-        return {**output, "age": scores[:, 0], "std": scores[:, 1], "low90": scores[:, 2], "high90": scores[:, 3]}
+            scores = scoring.score_chips(self.predictor, rows["chip"][faces], self.batch_size)
+            for name in SCORES:
+                if getattr(scores, name) is not None:
+                    output[name][faces] = getattr(scores, name)
+        return output
 
 
 def _none_if_nan(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def scored_files(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[tuple[str, FoundFaces, list[FaceAge]]]:
-    """(path, what was found, scored faces) per file, from the scorer's rows in walk order.
+def scored_files(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[tuple[str, FoundFaces]]:
+    """(path, its scored faces or its error) per file, from the scorer's rows in walk order.
 
     A file's rows may straddle two batches, so a file is yielded once the next one begins.
     """
@@ -153,16 +157,16 @@ def scored_files(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[tuple[str
         yield _scored_file(rows)
 
 
-def _scored_file(rows: list[dict]) -> tuple[str, FoundFaces, list[FaceAge]]:
+def _scored_file(rows: list[dict]) -> tuple[str, FoundFaces]:
     path, error = str(rows[0]["path"]), str(rows[0]["error"])
     if error:
-        return path, FoundFaces(error=error), []
+        return path, FoundFaces(error=error)
     faces = [
-        FaceAge(tuple(int(row[name]) for name in BOX), float(row["age"]), _none_if_nan(row["std"]),
-                _none_if_nan(row["low90"]), _none_if_nan(row["high90"]), str(row["detector"]), str(row["crop"]))
+        Face(tuple(int(row[name]) for name in BOX), detector=str(row["detector"]), crop=str(row["crop"]),
+             age=float(row["age"]), **{name: _none_if_nan(row[name]) for name in SCORES[1:]})
         for row in rows
     ]
-    return path, FoundFaces(crops=[f.crop for f in faces], detectors=[f.detector for f in faces]), faces
+    return path, FoundFaces(faces=faces)
 
 
 def run(
@@ -174,11 +178,11 @@ def run(
     whole_if_no_face: bool = False,
     batch_size: int = 64,
     done: set[str] | None = None,
-    shard: batch.Shard | None = None,
+    shard: walk.Shard | None = None,
     progress: bool = True,
     detector: str = "auto",
-) -> batch.Summary:
-    """Scores every image under root into `out` (a CSV opened by batch.open_output) on Ray.
+) -> sink.Summary:
+    """Scores every image under root into `out` (a CSV opened by sink.open_output) on Ray.
 
     Uses the cluster `start` joined, or starts a local one. `predictor` names the model,
     its input size and whether it flips; each actor loads its own copy.
@@ -188,11 +192,11 @@ def run(
     from agejax.serving.predict import CHECKPOINTS
 
     start()
-    summary = batch.Summary()
-    options = batch.ReadOptions(predictor.image_size, aligned, whole_if_no_face, detector)
+    summary = sink.Summary()
+    options = local.ReadOptions(predictor.image_size, aligned, whole_if_no_face, detector)
     items = [
         {"order": order, "path": relative, "error": error}
-        for order, (relative, error) in enumerate(batch.files_to_score(Path(root), shard, done or set(), summary))
+        for order, (relative, error) in enumerate(walk.files_to_score(Path(root), shard, done or set(), summary.skip))
     ]
     start_time = time.perf_counter()
     if items:
@@ -211,11 +215,10 @@ def run(
             )
         )
         batches = dataset.iter_batches(batch_size=None, batch_format="numpy")
+        csv_sink = sink.CsvSink(out, predictor.name, summary)
         with tqdm(total=len(items), unit="img", file=sys.stderr, disable=not progress, smoothing=0.1) as bar:
-            for path, found, faces in scored_files(batches):
-                summary.add(found)
-                csv.writer(out).writerows(batch.rows_of(path, found.error, faces, predictor.name))
-                out.flush()  # a killed driver loses no finished file; --resume goes on from here
+            for scored in scored_files(batches):
+                csv_sink.write([scored])  # flushed: a killed driver loses no finished file; --resume goes on
                 bar.update()
     summary.seconds = time.perf_counter() - start_time
     return summary

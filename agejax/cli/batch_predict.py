@@ -31,14 +31,15 @@ import sys
 from pathlib import Path
 
 from agejax import runtime
-from agejax.batch import local as batch
+from agejax.batch import local, sink, walk
 from agejax.data import labels
 from agejax.data.images import IMAGE_SUFFIXES
+from agejax.evaluation import evaluate
 
 
-def shard_argument(text: str) -> batch.Shard:
+def shard_argument(text: str) -> walk.Shard:
     try:
-        return batch.Shard.parse(text)
+        return walk.Shard.parse(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -97,10 +98,10 @@ def report_labelled(args: argparse.Namespace, model_name: str) -> None:
     ages = None
     if args.labels is not None:
         ages, skipped = labels.read_age_labels(args.labels)
-        ages = batch.normalized_labels(ages)
+        ages = evaluate.normalized_labels(ages)
         if skipped:
             print(f"labels: skipped {len(skipped)} rows:\n" + "\n".join(labels.format_skipped(skipped)), file=sys.stderr)
-    rows = batch.labelled_rows(args.output, ages)
+    rows = evaluate.labelled_rows(args.output, ages)
     if rows is None:
         return
     from agejax.evaluation import metrics, report  # scikit-learn and matplotlib: only where there is a report
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         pool = None
         if args.engine == "local":
-            pool = stack.enter_context(batch.reader_pool(args.aligned, args.workers))
+            pool = stack.enter_context(local.reader_pool(args.aligned, args.workers))
         else:
             from agejax.batch import ray_engine
 
@@ -135,16 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         from agejax.serving.predict import Predictor, default_model  # imports ONNX Runtime: after the arguments are checked
 
         try:
-            predictor = Predictor.load(args.model or default_model())
+            predictor = Predictor.load(args.model or default_model(), flip=False if args.fast else None)
         except FileNotFoundError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        if args.fast and predictor.flip:
-            predictor.flip = False
-            predictor.name += "-fast"  # the CSV says how its ages were made, and --resume keeps to one way
         try:
-            out, done = batch.open_output(args.output, args.resume, predictor.name)
-        except batch.OutputError as err:
+            out, done = sink.open_output(args.output, args.resume, predictor.name)
+        except sink.OutputError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except OSError as err:
@@ -158,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.engine == "ray":
                     summary = ray_engine.run(args.directory, out, predictor, **common)
                 else:
-                    summary = batch.run(args.directory, out, predictor, workers=args.workers, pool=pool, **common)
+                    summary = local.run(args.directory, out, predictor, workers=args.workers, pool=pool, **common)
         except OSError as err:
             print(f"error: cannot write {args.output}: {err.strerror or err}; rerun with --resume", file=sys.stderr)
             return 1

