@@ -1,11 +1,14 @@
-"""Validation MAE of models on degraded copies of the validation split: how robust is each?
+"""Validation MAE and bias of models on degraded copies of each source's validation split.
 
-    python scripts/evaluate_degraded.py --source ../shared/data/utkface/ --models cnn resnet50
+    python scripts/evaluate_degraded.py --source utkface=../shared/data/utkface/ --source aaf=../shared/data/aaf/ \
+        --models cnn resnet50
 
-Every validation chip is degraded at its own 200 px (agejax.degrade: grey, blur, JPEG
-quality 20, a 15 degree tilt either way, dark), then resized to the model's input as in
-prediction. Prints a Markdown table and writes reports/degraded-val.json. Validation,
-not test: this is what training choices are made on.
+Every validation chip is degraded at its own 200 px (agejax.data.degrade: grey, blur, JPEG
+quality 20, a 15 degree tilt either way, dark, and the old-photo styles: sepia, faded, grain and
+all of them at once), then resized to the model's input as in prediction. For each model,
+source and degradation it reports the MAE and the bias (mean predicted minus true age: above 0
+reads older). Prints Markdown tables and writes reports/degraded-val.json. Validation, not test:
+this is what training choices are made on. A model or run directory may be given by path.
 """
 
 from __future__ import annotations
@@ -18,15 +21,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from agejax.data import degrade, images, labels, split
+from agejax import runtime
+from agejax.data import degrade, images, labels, prepare, sources, split
 from agejax.evaluation import metrics
 
 
-def validation_chips(source: Path) -> tuple[list[Image.Image], np.ndarray]:
-    archives = sorted(source.glob("*.tar.gz")) or [source]
-    records = split.records_of(archives, "val")
+def validation_chips(spec: sources.SourceSpec) -> tuple[list[Image.Image], np.ndarray]:
+    """A source's validation faces as 200 px chips (UTKFace's files, or the aligned loose crops)."""
+    faces = prepare.read_faces(spec, progress=False)
+    names = {name for name, part in split.read_manifest(split.manifest_path(spec.name)).items() if part == "val"}
+    if faces.chips is not None:
+        rows = [i for i, record in enumerate(faces.records) if record.file_name in names]
+        return [Image.fromarray(np.asarray(faces.chips[i])) for i in rows], np.array([faces.records[i].age for i in rows], float)
+    chosen = [record for record in faces.records if record.file_name in names]
     chips, ages = [], []
-    for record, payload in labels.iter_image_bytes(records):
+    for record, payload in labels.iter_image_bytes(chosen):
         if payload is not None:
             chips.append(images.open_rgb(payload))
             ages.append(record.age)
@@ -34,30 +43,40 @@ def validation_chips(source: Path) -> tuple[list[Image.Image], np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    runtime.setup()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, default=Path("../shared/data/utkface"))
+    parser.add_argument("--source", action="append", metavar="NAME=PATH",
+                        help="a source whose validation split to degrade; once per source (default UTKFace in ../shared)")
     parser.add_argument("--models", nargs="+", default=["cnn"])
     parser.add_argument("--out", type=Path, default=Path("reports") / "degraded-val.json")
     args = parser.parse_args(argv)
-    from agejax.serving.predict import Predictor  # imports JAX: after the arguments are checked
+    specs = [sources.parse_source(text) for text in args.source or ["utkface=../shared/data/utkface"]]
+    from agejax.serving.predict import Predictor  # imports ONNX Runtime: after the arguments are checked
 
-    chips, ages = validation_chips(args.source)
-    results = {}
-    for name in args.models:
-        predictor = Predictor.load(name)
-        maes = {}
-        for kind, function in degrade.DEGRADATIONS.items():
-            faces = np.stack([images.to_square_array(function(chip), predictor.image_size) for chip in chips])
-            maes[kind] = round(metrics.mae(ages, predictor.predict(faces).age), 3)
-            print(f"{predictor.name} {kind}: MAE {maes[kind]:.2f}", file=sys.stderr)
-        results[predictor.name] = maes
+    results: dict[str, dict] = {}
+    counts = {}
+    for spec in specs:
+        chips, ages = validation_chips(spec)
+        counts[spec.name] = len(ages)
+        for name in args.models:
+            predictor = Predictor.load(name)
+            row = results.setdefault(predictor.name, {}).setdefault(spec.name, {})
+            for kind, function in degrade.DEGRADATIONS.items():
+                faces = np.stack([images.to_square_array(function(chip), predictor.image_size) for chip in chips])
+                overall = metrics.overall_metrics(ages, predictor.predict(faces).age)
+                row[kind] = {"mae": round(overall["mae"], 3), "bias": round(overall["bias"], 3)}
+                print(f"{predictor.name} {spec.name} {kind}: MAE {overall['mae']:.2f}, bias {overall['bias']:+.2f}",
+                      file=sys.stderr)
     kinds = list(degrade.DEGRADATIONS)
-    print("| model | " + " | ".join(kinds) + " |\n|---|" + "---|" * len(kinds))
-    for name, maes in results.items():
-        print(f"| {name} | " + " | ".join(f"{maes[k]:.2f}" for k in kinds) + " |")
+    for spec in specs:
+        print(f"\n{spec.name} validation ({counts[spec.name]} faces): MAE (bias)\n")
+        print("| model | " + " | ".join(kinds) + " |\n|---|" + "---|" * len(kinds))
+        for name, per_source in results.items():
+            cells = per_source[spec.name]
+            print(f"| {name} | " + " | ".join(f"{cells[k]['mae']:.2f} ({cells[k]['bias']:+.2f})" for k in kinds) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = "python scripts/evaluate_degraded.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    args.out.write_text(json.dumps({"command": command, "faces": len(ages), "val_mae": results}, indent=1) + "\n")
+    args.out.write_text(json.dumps({"command": command, "faces": counts, "val": results}, indent=1) + "\n")
     return 0
 
 

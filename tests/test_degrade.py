@@ -23,3 +23,32 @@ def test_each_degradation_keeps_the_size_and_does_what_it_says():
     middle = (slice(90, 110), slice(90, 110))
     assert np.abs(out["rotate+15"][middle] - original[middle]).mean() < np.abs(out["rotate+15"] - original).mean()
     assert abs(np.abs(out["rotate+15"] - original).mean() - np.abs(out["rotate-15"] - original).mean()) < 5
+
+
+def test_old_photo_styles_tone_fade_and_grain():
+    face = Image.open(REPO / "examples" / "utkface_31.jpg").convert("RGB")
+    original = np.asarray(face, np.float64)
+    sepia, faded, grain = (np.asarray(f(face), np.float64) for f in (degrade.sepia, degrade.faded, degrade.grain))
+    assert (sepia[..., 0] >= sepia[..., 1]).all() and (sepia[..., 1] >= sepia[..., 2]).all()  # warm tones only
+    assert faded.min() >= 51 and faded.max() <= 230 and faded.std() < original.std()
+    assert np.array_equal(np.asarray(degrade.grain(face)), grain.astype(np.uint8))  # the same grain every time
+    assert 4 < np.abs(grain - original).mean() < 15
+    old = np.asarray(degrade.old_photo(face), np.float64)
+    assert old.min() >= 40 and (old[..., 0].mean() > old[..., 2].mean())
+
+
+def test_augmentation_makes_old_photos_in_training_only():
+    import keras
+
+    from agejax.data.augment import Augment
+
+    images = np.asarray(Image.open(REPO / "examples" / "utkface_31.jpg").convert("RGB").resize((32, 32)), np.float32)
+    batch = np.repeat(images[None], 64, axis=0)
+    layer = Augment(max_zoom=0, max_shift=0, max_brightness=0, max_contrast=0, old_photo_prob=0.5, seed=0)
+    assert np.array_equal(np.asarray(layer(batch, training=False)), batch)
+    out = np.asarray(layer(keras.ops.convert_to_tensor(batch), training=True))
+    # Toning and fading move an image's mean colour, whichever way it was flipped.
+    warmth = lambda x: (x[..., 0] - x[..., 2]).mean(axis=(1, 2))  # noqa: E731
+    old = np.abs(warmth(out) - warmth(batch)) > 1.0
+    assert 10 < old.sum() < 54  # about half of them
+    assert np.abs(out[~old].mean(axis=(1, 2, 3)) - batch[~old].mean(axis=(1, 2, 3))).max() < 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -22,6 +23,7 @@ from conftest import REPO, group_photo, save_tiny_checkpoint
 from test_batch import messy_folder
 
 SCORES = ("age", "std", "low90", "high90")
+CLUSTER_MARKER = "AGEJAX_TEST_RAY_CLUSTER"  # set in the environment of the test's own cluster
 ACTOR_TITLE = "ray::MapWorker(MapBatches(FaceScorer))"
 
 
@@ -30,23 +32,63 @@ def tiny_model(tmp_path_factory):
     return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny")
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now, all different (held open together while chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def processes_of(marker: str) -> list[psutil.Process]:
+    """A cluster's processes: those started with CLUSTER_MARKER=marker in their environment
+    (Ray renames its processes, so their command lines do not tell)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(CLUSTER_MARKER) == marker:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A one-node cluster started with `ray start`, as a user would, on the loopback address.
+    """A one-node cluster started with `ray start`, as a user would, on the loopback address and
+    on free ports, so no other Ray on the machine is in its way; the teardown stops this cluster
+    alone (`ray stop` would stop every Ray on the machine).
 
     Its clients present the token `ray start` wrote (Ray's token authentication).
     """
     ray_command = shutil.which("ray", path=os.path.dirname(sys.executable))
     temp_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit in 107 bytes
-    port = 6390 + os.getpid() % 500
+    names = ("port", "node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+             "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
+    ports = dict(zip(names, free_ports(len(names))))
     environment = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
-    subprocess.run([ray_command, "start", "--head", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp_dir}",
-                    "--include-dashboard=false", "--disable-usage-stats"],
-                   check=True, capture_output=True, timeout=120, env={**os.environ, **environment})
+    marked = {**os.environ, **environment, CLUSTER_MARKER: temp_dir}
+    started = subprocess.run(
+        [ray_command, "start", "--head", *(f"--{name}={port}" for name, port in ports.items()), "--num-cpus=2",
+         f"--temp-dir={temp_dir}", "--include-dashboard=false", "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=120, env=marked)
     try:
-        yield f"127.0.0.1:{port}", environment
+        assert started.returncode == 0, f"ray start failed:\n{started.stdout}\n{started.stderr}"
+        yield f"127.0.0.1:{ports['port']}", environment
     finally:
-        subprocess.run([ray_command, "stop", "--force"], capture_output=True, timeout=120)
+        cluster = processes_of(temp_dir)
+        assert cluster or started.returncode != 0, "the cluster's processes were not found"
+        for process in cluster:
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+        _, alive = psutil.wait_procs(cluster, timeout=20)
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

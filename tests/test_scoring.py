@@ -24,7 +24,8 @@ def cnn() -> Predictor:
 def test_every_face_of_a_group_photo_is_found_boxed_and_scored_largest_first(cnn):
     photo, placed = group_photo()
     faces = scoring.score_image(photo, cnn)
-    assert len(faces) == 3 and all(isinstance(face, Face) and face.chip.shape == (cnn.image_size, cnn.image_size, 3) for face in faces)
+    chip_shape = (cnn.image_size, cnn.image_size, 3)
+    assert len(faces) == 3 and all(isinstance(face, Face) and face.chip.shape == chip_shape for face in faces)
     areas = [(face.box[2] - face.box[0]) * (face.box[3] - face.box[1]) for face in faces]
     assert areas == sorted(areas, reverse=True)
     for face, (left, top, right, bottom) in zip(faces, placed):  # each box inside its own portrait

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from agejax.cli import train as train_cli
-from agejax.data import cache
+from agejax.data import cache, pipeline, split
 from agejax.evaluation import report
 from agejax.serving.predict import Predictor
-from agejax.training import benchmark, configs, train
+from agejax.training import benchmark, callbacks, configs, train
 
 from conftest import REPO, load_script
 
@@ -52,7 +52,7 @@ def test_resume_continues_from_the_epoch_after_the_last_completed_one(tmp_path, 
         if epoch == 2 and len(started) == 3:
             raise Interrupt  # killed as epoch 3 starts
 
-    monkeypatch.setattr(train.PlotCurves, "on_epoch_begin", on_epoch_begin, raising=False)
+    monkeypatch.setattr(callbacks.PlotCurves, "on_epoch_begin", on_epoch_begin, raising=False)
     with pytest.raises(Interrupt):
         train.train(config, run_dir, tiny_cache, verbose=0)
     assert [row["epoch"] for row in report.read_history(run_dir / "history.csv")] == [0, 1]
@@ -216,3 +216,54 @@ def test_a_run_can_start_from_an_earlier_runs_weights(tmp_path, tiny_cache):
     with pytest.raises(FileNotFoundError, match="init_weights"):
         train.train(dataclasses.replace(config, init_weights=str(tmp_path / "none.h5")), tmp_path / "third",
                     tiny_cache, verbose=0)
+
+
+def test_two_models_train_one_after_the_other_in_one_process(tiny_cache):
+    """Two data-parallel models in turn, several epochs each, on a training set the batch does not
+    divide and without validation: once an XLA all-reduce here waited for a device that never came."""
+    arrays = cache.load_split("train", 32, tiny_cache)
+    train.setup_devices()
+    for seed in (0, 1):
+        config = configs.TrainConfig(image_size=32, epochs=4, batch_size=8, seed=seed)
+        batches = pipeline.ArrayBatches(arrays.images[:29], arrays.ages[:29], 8, shuffle=True, seed=seed)
+        model = train.compiled_model(config, len(batches))
+        history = model.fit(batches, epochs=config.epochs, verbose=0)
+        assert len(history.history["loss"]) == 4 and np.isfinite(history.history["loss"]).all()
+
+
+def test_batches_mix_sources_in_their_shares():
+    big = (np.zeros((90, 8, 8, 3), np.uint8), np.full(90, 30))
+    small = (np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8), np.full(10, 5))
+    batches = pipeline.MixedBatches([big, small], [0.75, 0.25], batch_size=16, seed=3)
+    assert len(batches) == 100 // 16
+    drawn = []
+    for _epoch in range(2):
+        for index in range(len(batches)):
+            images, ages, weights = batches[index]
+            assert images.shape == (16, 8, 8, 3) and weights.sum() == 16
+            assert (ages == 5).sum() == 4  # a quarter of every batch from the small source
+            drawn += [int(image[0, 0, 0]) for image in images[ages == 5]]
+        batches.on_epoch_end()
+    # The small source repeats, each of its images as often as the others, give or take one.
+    counts = np.bincount(drawn, minlength=10)
+    assert counts.sum() == 48 and counts.max() - counts.min() <= 1
+    assert pipeline._shares_of(64, [2, 1, 1]) == [32, 16, 16] and pipeline._shares_of(10, [0.99, 0.01]) == [9, 1]
+
+
+def test_a_run_on_two_sources_reports_each_sources_validation(tmp_path, tiny_cache):
+    rng = np.random.default_rng(1)
+
+    def part(n, age):
+        return cache.SplitArrays(rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8), np.full(n, age, np.int32),
+                                 np.zeros(n, np.int8), np.full(n, -1, np.int8), np.array([f"{i}.jpg" for i in range(n)]))
+
+    cache.write({"train": part(20, 10), "val": part(5, 10), "test": part(5, 10)}, 32, tiny_cache,
+                split.PACKAGED / "aaf.csv")
+    config = configs.TrainConfig(image_size=32, epochs=2, batch_size=16, sources=("utkface", "aaf"), source_shares=(0.5, 0.5))
+    metrics = train.train(config, tmp_path / "run", tiny_cache, verbose=0)
+    history = report.read_history(tmp_path / "run" / "history.csv")
+    assert {"val_mae_utkface", "val_mae_aaf"} <= set(history[-1])
+    row = history[-1]
+    assert row["val_age_mae"] == pytest.approx((row["val_mae_utkface"] + row["val_mae_aaf"]) / 2, abs=1e-4)
+    assert set(metrics["val_mae_per_source"]) == {"utkface", "aaf"}
+    assert configs.TrainConfig.from_json(tmp_path / "run" / "config.json") == config

@@ -2,7 +2,8 @@
 
 Per image: a random rotation, scale and shift (one bilinear resampling), a horizontal
 flip, brightness and contrast, and the ways real photos fall short of UTKFace's chips:
-greyscale, blur, darkening (a gamma curve) and sensor noise. Random numbers come from
+greyscale, blur, darkening (a gamma curve), sensor noise and old photographs (sepia
+toning, fading, film grain). Random numbers come from
 a Keras SeedGenerator, so a seed makes it repeatable.
 """
 
@@ -22,6 +23,8 @@ from agejax.training.configs import AUGMENTATION_FIELDS
 LUMINANCE = (0.299, 0.587, 0.114)
 # The blur: a separable Gaussian of 1.2 px at 64 px, blended per image with a random weight.
 BLUR_SIGMA_AT_64 = 1.2
+# An old photo's tint, per channel, applied to its luminance (agejax.data.degrade.SEPIA).
+SEPIA = (1.07, 0.96, 0.77)
 
 
 @keras.saving.register_keras_serializable(package="agejax")
@@ -44,6 +47,7 @@ class Augment(keras.layers.Layer):
         dark_prob: float = 0.0,
         max_dimming: float = 0.0,
         max_noise: float = 0.0,
+        old_photo_prob: float = 0.0,
         seed: int | None = None,
         **kwargs,
     ):
@@ -58,6 +62,7 @@ class Augment(keras.layers.Layer):
         self.dark_prob = dark_prob
         self.max_dimming = max_dimming
         self.max_noise = max_noise
+        self.old_photo_prob = old_photo_prob
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -105,10 +110,31 @@ class Augment(keras.layers.Layer):
             if self.max_dimming:  # and less light overall, as a dim room gives
                 gain = 1.0 - self.max_dimming * keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
                 images = images * ops.where(dark, gain, 1.0)
+        if self.old_photo_prob:
+            images = self._old_photo(images, batch)
         if self.max_noise:
             level = self.max_noise * keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
             images = images + level * keras.random.normal(images.shape, seed=self.seed_generator)
         return ops.clip(images, 0.0, 255.0)
+
+    def _old_photo(self, images, batch: int):
+        """For old_photo_prob of the images: toned towards sepia, faded and grainy, each by a random amount."""
+        chosen = self._chosen(batch, self.old_photo_prob)
+
+        def amount(low: float = 0.0, high: float = 1.0):
+            value = low + (high - low) * keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
+            return ops.where(chosen, value, 0.0)
+
+        grey = ops.sum(images * ops.convert_to_tensor(LUMINANCE), axis=-1, keepdims=True)
+        toned = ops.minimum(grey * ops.convert_to_tensor(SEPIA), 255.0)
+        images = images + amount(0.3, 1.0) * (toned - images)
+        lift, drop = amount(0.0, 0.25) * 255.0, amount(0.0, 0.15) * 255.0  # faded blacks and whites
+        images = lift + images * (255.0 - lift - drop) / 255.0
+        # Grain a pixel or two across: noise at half resolution, upsampled.
+        height, width = images.shape[1], images.shape[2]
+        noise = keras.random.normal((batch, (height + 1) // 2, (width + 1) // 2, 1), seed=self.seed_generator)
+        noise = jnp.repeat(jnp.repeat(noise, 2, axis=1), 2, axis=2)[:, :height, :width]
+        return images + amount(0.0, 14.0) * noise
 
     def _geometry(self, images, batch: int):
         """Rotation and scale about the centre, then a shift; pixels from outside the image are 0."""

@@ -40,6 +40,37 @@ def dark(image: Image.Image) -> Image.Image:
     return Image.fromarray((255.0 * 0.6 * values**2.0).astype(np.uint8))
 
 
+# Sepia toning: a greyscale image's shade mapped onto this warm tint (white stays a warm paper).
+SEPIA = np.array([1.07, 0.96, 0.77], np.float32)
+
+
+def sepia(image: Image.Image) -> Image.Image:
+    """A toned print: the luminance in sepia."""
+    grey_values = np.asarray(image.convert("L"), np.float32)[..., None]
+    return Image.fromarray(np.clip(grey_values * SEPIA, 0, 255).astype(np.uint8))
+
+
+def faded(image: Image.Image) -> Image.Image:
+    """A faded print: blacks lifted to a fifth of white, whites down by a tenth, colour halved."""
+    values = np.asarray(image, np.float32)
+    grey_values = values.mean(axis=-1, keepdims=True)
+    values = grey_values + 0.5 * (values - grey_values)
+    return Image.fromarray((51.0 + values * (229.5 - 51.0) / 255.0).astype(np.uint8))
+
+
+def grain(image: Image.Image, level: float = 12.0) -> Image.Image:
+    """Film grain: noise a pixel and a half across at 200 px, the same pattern for every image."""
+    size = max(1, round(image.width / 1.5)), max(1, round(image.height / 1.5))
+    noise = np.random.default_rng(0).normal(0.0, level, (size[1], size[0])).astype(np.float32)
+    noise = np.asarray(Image.fromarray(noise, "F").resize(image.size, Image.Resampling.BILINEAR))[..., None]
+    return Image.fromarray(np.clip(np.asarray(image, np.float32) + noise, 0, 255).astype(np.uint8))
+
+
+def old_photo(image: Image.Image) -> Image.Image:
+    """An old scanned portrait: sepia, faded, grainy and a little soft."""
+    return blur(grain(faded(sepia(image))), 1.5)
+
+
 DEGRADATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "clean": lambda image: image,
     "grey": grey,
@@ -48,4 +79,8 @@ DEGRADATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "rotate+15": rotate,
     "rotate-15": lambda image: rotate(image, -15.0),
     "dark": dark,
+    "sepia": sepia,
+    "faded": faded,
+    "grain": grain,
+    "old_photo": old_photo,
 }

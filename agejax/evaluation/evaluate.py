@@ -27,9 +27,10 @@ class LabelledFaces:
     races: np.ndarray | None = None
 
 
-def cached_split(split_name: str, size: int, cache_root: Path = cache.DEFAULT_ROOT) -> LabelledFaces:
-    arrays = cache.load_split(split_name, size, cache_root)
-    return LabelledFaces(f"{split_name} split", arrays.images, arrays.ages, arrays.genders, arrays.races)
+def cached_split(split_name: str, size: int, cache_root: Path = cache.DEFAULT_ROOT, source: str = "utkface") -> LabelledFaces:
+    arrays = cache.load_split(split_name, size, cache_root, source=source)
+    label = f"{split_name} split" if source == "utkface" else f"{source} {split_name} split"
+    return LabelledFaces(label, arrays.images, arrays.ages, arrays.genders, arrays.races)
 
 
 def labelled_folder(

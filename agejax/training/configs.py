@@ -38,6 +38,8 @@ class TrainConfig:
     dark_prob: float = 0.0
     max_dimming: float = 0.0  # darkened images also lose up to this share of their light
     max_noise: float = 0.0
+    # Old photographs: toned (sepia), faded, grainy; this share of images gets a random mix.
+    old_photo_prob: float = 0.0
     # The labelled sources trained on (agejax.data.sources: each needs its cache at image_size)
     # and the share of each in every batch, in the same order; None means in proportion to
     # their training splits. Validation MAE is reported per source; the best epoch is the one
@@ -67,6 +69,7 @@ class TrainConfig:
 AUGMENTATION_FIELDS = (
     "max_zoom", "max_shift", "max_brightness", "max_contrast",
     "max_rotation_deg", "grey_prob", "blur_prob", "dark_prob", "max_dimming", "max_noise",
+    "old_photo_prob",
 )
 
 # The CPU ResNet50 recipe (about 7 min an epoch here): the stand-in's optimiser (which reached
@@ -99,6 +102,11 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn_96px_mixed_ft": dataclasses.replace(
         CNN_96PX_32EP, epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn",
         sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
+    ),
+    # The same, with old-photo styles (sepia, fading, grain) on a quarter of the images and more grey ones.
+    "cnn_96px_mixed_old_ft": dataclasses.replace(
+        CNN_96PX_32EP, epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn",
+        sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.25, grey_prob=0.2,
     ),
     "cnn_96px_utkface_ft": dataclasses.replace(
         CNN_96PX_32EP, epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn",
