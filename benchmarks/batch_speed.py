@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from agejax.batch import local, sink
+from agejax.batch import local, sink, walk
 from agejax.data import labels, split
 from agejax.evaluation import evaluate, metrics
 from agejax.scoring import MAX_DECODE_SIDE
@@ -67,7 +67,7 @@ def time_agejax(folder: Path, predictor, aligned: bool, repeats: int, detector: 
         out.unlink(missing_ok=True)
         handle, _ = sink.open_output(out, resume=False, model_name=predictor.name)
         with handle:
-            summary = local.run(folder, handle, predictor, aligned=aligned, detector=detector, progress=False)
+            summary = local.run(walk.BatchJob(folder, aligned=aligned, detector=detector, progress=False), handle, predictor)
         seconds.append(summary.seconds / summary.images)
     return statistics.median(seconds), out
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agejax.batch import local, ray_engine
+from agejax.batch import local, ray_engine, walk
 from agejax.data import labels, split
 from agejax.serving.predict import Predictor, default_model
 
@@ -43,9 +43,9 @@ def timed_run(engine: str, folder: Path, predictor: Predictor) -> dict[str, floa
     out = TimedOutput()
     start = time.perf_counter()
     if engine == "ray":
-        summary = ray_engine.run(folder, out, predictor, aligned=True, progress=False)
+        summary = ray_engine.run(walk.BatchJob(folder, aligned=True, progress=False), out, predictor)
     else:
-        summary = local.run(folder, out, predictor, aligned=True, progress=False)
+        summary = local.run(walk.BatchJob(folder, aligned=True, progress=False), out, predictor)
     end = time.perf_counter()
     first_time, first_rows = out.writes[0]
     rows = len(out.getvalue().splitlines())

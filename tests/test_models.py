@@ -29,7 +29,6 @@ def test_both_backbones_build_with_both_heads_for_any_size(backbone, head, size)
     model = models.build_model(backbone, head, size)
     outputs = np.asarray(model(faces(2, size)))
     assert outputs.shape == ((2, models.NUM_AGE_BINS) if head == "distribution" else (2, 1))
-    assert models.head_kind_of(model) == head
     age, std = summarize_outputs(outputs)
     assert age.shape == (2,)
     if head == "distribution":

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from agejax.app import render
-from agejax.batch import local, sink
+from agejax.batch import local, sink, walk
 from agejax.evaluation import evaluate
 from agejax.evaluation.metrics import mae
 from agejax.scoring import FoundFaces, UnusableImage, face_aligner, find_faces, read, score_faces
@@ -97,8 +97,9 @@ def make_batch(predictors: dict[str, Predictor]):
         out_path = work / "ages.csv"
         handle, _ = sink.open_output(out_path, resume=False, model_name=predictors[model_name].name)
         with handle:
-            summary = local.run(folder, handle, predictors[model_name], aligned=aligned, whole_if_no_face=whole,
-                                batch_size=16, workers=0, progress=False, detector=detector or "auto")
+            job = walk.BatchJob(folder, aligned=aligned, whole_if_no_face=whole, detector=detector or "auto",
+                                batch_size=16, progress=False)
+            summary = local.run(job, handle, predictors[model_name], workers=0)
         shutil.rmtree(folder)  # the uploads' copies, scored
         with open(out_path, newline="") as csv_file:
             rows = [[row[c] for c in sink.COLUMNS] for row in csv.DictReader(csv_file)]

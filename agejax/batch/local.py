@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from agejax import scoring
 from agejax.batch.sink import CsvSink, Summary
-from agejax.batch.walk import Shard, files_to_score
+from agejax.batch.walk import BatchJob
 from agejax.scoring import FoundFaces
 
 if TYPE_CHECKING:
@@ -143,42 +143,28 @@ def reader_pool(aligned: bool, workers: int | None = None) -> Iterator[multiproc
         yield pool
 
 
-def run(
-    root: Path,
-    out: TextIO,
-    predictor: Predictor,
-    *,
-    aligned: bool = False,
-    whole_if_no_face: bool = False,
-    batch_size: int = 64,
-    done: set[str] | None = None,
-    shard: Shard | None = None,
-    workers: int | None = None,
-    pool: multiprocessing.pool.Pool | None = None,
-    progress: bool = True,
-    detector: str = "auto",
-) -> Summary:
-    """Scores every image under root into `out` (a CSV opened by agejax.batch.sink.open_output).
+def run(job: BatchJob, out: TextIO, predictor: Predictor, *, workers: int | None = None,
+        pool: multiprocessing.pool.Pool | None = None) -> Summary:
+    """Scores the job's files into `out` (a CSV opened by agejax.batch.sink.open_output).
 
     Reads with `pool` (from reader_pool, with the same `aligned`) where given, otherwise
     with `workers` processes of its own.
     """
-    done = done or set()
     summary = Summary()
-    options = ReadOptions(predictor.image_size, aligned, whole_if_no_face, detector)
-    root = Path(root)
+    options = ReadOptions(predictor.image_size, job.aligned, job.whole_if_no_face, job.detector)
+    root = Path(job.root)
 
     def jobs() -> Iterator[tuple[Path, str, str, ReadOptions]]:
-        for relative, error in files_to_score(root, shard, done, summary.skip):
+        for relative, error in job.files(summary.skip):
             yield root, relative, error, options
 
-    scorer = BatchScorer(predictor, batch_size, CsvSink(out, predictor.name, summary))
+    scorer = BatchScorer(predictor, job.batch_size, CsvSink(out, predictor.name, summary))
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if pool is None:
-            pool = stack.enter_context(reader_pool(aligned, workers))
-        results = map(_read_job, jobs()) if pool is None else _in_order(pool, jobs(), window=2 * batch_size + 32)
-        bar = stack.enter_context(tqdm(unit="img", file=sys.stderr, disable=not progress, smoothing=0.1))
+            pool = stack.enter_context(reader_pool(job.aligned, workers))
+        results = map(_read_job, jobs()) if pool is None else _in_order(pool, jobs(), window=2 * job.batch_size + 32)
+        bar = stack.enter_context(tqdm(unit="img", file=sys.stderr, disable=not job.progress, smoothing=0.1))
         for result in results:
             scorer.add(result)
             bar.update()

@@ -169,20 +169,8 @@ def _scored_file(rows: list[dict]) -> tuple[str, FoundFaces]:
     return path, FoundFaces(faces=faces)
 
 
-def run(
-    root: Path,
-    out: TextIO,
-    predictor: Predictor,
-    *,
-    aligned: bool = False,
-    whole_if_no_face: bool = False,
-    batch_size: int = 64,
-    done: set[str] | None = None,
-    shard: walk.Shard | None = None,
-    progress: bool = True,
-    detector: str = "auto",
-) -> sink.Summary:
-    """Scores every image under root into `out` (a CSV opened by sink.open_output) on Ray.
+def run(job: walk.BatchJob, out: TextIO, predictor: Predictor) -> sink.Summary:
+    """Scores the job's files into `out` (a CSV opened by sink.open_output) on Ray.
 
     Uses the cluster `start` joined, or starts a local one. `predictor` names the model,
     its input size and whether it flips; each actor loads its own copy.
@@ -193,10 +181,10 @@ def run(
 
     start()
     summary = sink.Summary()
-    options = local.ReadOptions(predictor.image_size, aligned, whole_if_no_face, detector)
+    options = local.ReadOptions(predictor.image_size, job.aligned, job.whole_if_no_face, job.detector)
     items = [
         {"order": order, "path": relative, "error": error}
-        for order, (relative, error) in enumerate(walk.files_to_score(Path(root), shard, done or set(), summary.skip))
+        for order, (relative, error) in enumerate(job.files(summary.skip))
     ]
     start_time = time.perf_counter()
     if items:
@@ -207,16 +195,16 @@ def run(
         model = predictor.path.name if shipped else str(predictor.path)
         dataset = (
             # A block of batch_size files: aligned crops then fill one model call per scorer task.
-            ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / batch_size))
-            .flat_map(face_rows, fn_kwargs={"root": str(Path(root).resolve()), "options": options})
+            ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / job.batch_size))
+            .flat_map(face_rows, fn_kwargs={"root": str(Path(job.root).resolve()), "options": options})
             .map_batches(
-                FaceScorer, fn_constructor_args=(model, predictor.flip, batch_size),
-                batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+                FaceScorer, fn_constructor_args=(model, predictor.flip, job.batch_size),
+                batch_size=job.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
             )
         )
         batches = dataset.iter_batches(batch_size=None, batch_format="numpy")
         csv_sink = sink.CsvSink(out, predictor.name, summary)
-        with tqdm(total=len(items), unit="img", file=sys.stderr, disable=not progress, smoothing=0.1) as bar:
+        with tqdm(total=len(items), unit="img", file=sys.stderr, disable=not job.progress, smoothing=0.1) as bar:
             for scored in scored_files(batches):
                 csv_sink.write([scored])  # flushed: a killed driver loses no finished file; --resume goes on
                 bar.update()

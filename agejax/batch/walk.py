@@ -1,4 +1,5 @@
-"""Which files a batch run scores: a fixed walk of the folder, split into shards by path."""
+"""Which files a batch run scores, and how: a fixed walk of the folder, split into shards by path,
+and the job that both engines run."""
 
 from __future__ import annotations
 
@@ -84,3 +85,20 @@ def files_to_score(root: Path, shard: Shard | None, done: set[str],
             yield relative, error
         elif on_skip is not None:
             on_skip(relative)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchJob:
+    """One folder to score, as both engines take it."""
+
+    root: Path
+    aligned: bool = False  # inputs are aligned face crops: no detection
+    whole_if_no_face: bool = False
+    detector: str = "auto"  # one of agejax.faces.cascade.DETECTORS
+    batch_size: int = 64
+    shard: Shard | None = None
+    done: frozenset[str] = frozenset()  # paths the CSV already holds (resume)
+    progress: bool = True
+
+    def files(self, on_skip: Callable[[str], None] | None = None) -> Iterator[tuple[str, str]]:
+        return files_to_score(Path(self.root), self.shard, set(self.done), on_skip)

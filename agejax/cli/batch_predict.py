@@ -150,13 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         try:
             with out:
-                common = dict(aligned=args.aligned, whole_if_no_face=args.on_no_face == "whole",
-                              batch_size=args.batch_size, done=done, shard=args.shard, progress=not args.quiet,
-                              detector=args.detector)
+                job = walk.BatchJob(args.directory, aligned=args.aligned, whole_if_no_face=args.on_no_face == "whole",
+                                    detector=args.detector, batch_size=args.batch_size, shard=args.shard,
+                                    done=frozenset(done), progress=not args.quiet)
                 if args.engine == "ray":
-                    summary = ray_engine.run(args.directory, out, predictor, **common)
+                    summary = ray_engine.run(job, out, predictor)
                 else:
-                    summary = local.run(args.directory, out, predictor, workers=args.workers, pool=pool, **common)
+                    summary = local.run(job, out, predictor, workers=args.workers, pool=pool)
         except OSError as err:
             print(f"error: cannot write {args.output}: {err.strerror or err}; rerun with --resume", file=sys.stderr)
             return 1

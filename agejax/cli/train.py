@@ -1,10 +1,11 @@
-"""Trains an age model on the cached UTKFace split; rerun the same command to resume.
+"""Trains an age model on prepared sources (UTKFace by default); rerun the same command to resume.
 
-    python scripts/train.py --preset cnn_cpu --run-dir runs/cnn      # or: agejax-train --preset ...
+    python scripts/train.py --preset cnn_96px_32ep --run-dir runs/cnn   # or: agejax-train --preset ...
+    python scripts/train.py --preset cnn_96px_32ep --source utkface --source aaf --source-shares 0.75 0.25 --run-dir runs/mix
     python scripts/train.py --backbone resnet50 --image-size 64 --epochs 5 --run-dir runs/r50
-    python scripts/train.py --preset cnn_cpu --benchmark     # img/s: fast vs stock convolutions, and the floor
+    python scripts/train.py --preset cnn_96px_32ep --benchmark  # img/s: fast vs stock convolutions, and the floor
     python scripts/train.py --preset resnet50_gpu --run-dir runs/r50 --stop-after 540
-    python scripts/train.py --preset cnn_cpu --run-dir runs/cnn \
+    python scripts/train.py --preset cnn_96px_32ep --run-dir runs/cnn \
         --coordinator HOST0:1234 --num-processes 2 --process-id I   # on each of 2 hosts, I = 0, 1
 
 With --stop-after SECONDS training ends at the last epoch end that fits, exits with
@@ -15,7 +16,7 @@ On CPU it spreads each batch over one virtual device per core (data parallel). W
 train one model over all their devices: the same global batch, each process feeding its
 share. Every process needs the cache, and writes its own run directory (give each its
 own on a shared disk). Build the cache first:
-python scripts/prepare_data.py --source <UTKFace> --size <image size>
+python scripts/prepare_data.py --source NAME=PATH --size <image size>
 """
 
 from __future__ import annotations

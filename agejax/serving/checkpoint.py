@@ -152,17 +152,11 @@ def _value(stored, key: str) -> np.ndarray:
 
 
 def read_weights(folder: Path) -> dict[str, np.ndarray]:
-    """Every stored weight as a float32 (or raw) array, keyed by its path.
-
-    Checkpoints written before weights were keyed by path ("{index}_{kind}") give their
-    positions as keys.
-    """
+    """Every stored weight as a float32 (or raw) array, keyed by its path."""
     files = {}
     for path in weight_files(folder):
         with np.load(path) as stored:
             files.update({name: stored[name] for name in stored.files})
-    if not any(name.rpartition(":")[0] for name in files):
-        files = {name.replace("_", ":", 1): value for name, value in files.items()}
     return {key: _value(files, key) for key in {name.rpartition(":")[0] for name in files}}
 
 
@@ -178,8 +172,7 @@ def load(folder: Path) -> tuple[keras.Model, TrainConfig]:
     config = TrainConfig.from_json(folder / "config.json")
     model = models.build_from_config(config)
     stored = read_weights(folder)
-    by_position = all(key.isdigit() for key in stored)
-    keys = [str(index) if by_position else weight.path for index, weight in enumerate(model.weights)]
+    keys = [weight.path for weight in model.weights]
     missing, unexpected = sorted(set(keys) - set(stored)), sorted(set(stored) - set(keys))
     if missing or unexpected:
         raise WeightsMismatch(

@@ -72,77 +72,46 @@ AUGMENTATION_FIELDS = (
     "old_photo_prob",
 )
 
-# The CPU ResNet50 recipe (about 7 min an epoch here): the stand-in's optimiser (which reached
-# validation 9.26 in 2 epochs, against 11.9-13.8 after 4-5 epochs with weight decay 0.05 and
-# strong degradations), with the shipped CNN's mild degradations.
+# The CPU ResNet50 recipe at 64 px, the first link of the shipped ResNet50's chain.
 RESNET50_CPU = TrainConfig(
     backbone="resnet50", image_size=64, epochs=10, batch_size=64, learning_rate=1e-3, warmup_epochs=0.5,
     max_rotation_deg=10.0, grey_prob=0.1, blur_prob=0.1, dark_prob=0.1, max_noise=3.0,
 )
-
+# The shipped CNN's recipe from random initialisation: 96 px, the degradations of real photos, 32 epochs.
 CNN_96PX_32EP = TrainConfig(
     backbone="cnn", image_size=96, epochs=32, batch_size=64, learning_rate=2e-3,
     max_rotation_deg=10.0, grey_prob=0.1, blur_prob=0.1, dark_prob=0.1, max_noise=3.0,
 )
+FINE_TUNE = dict(epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn")
 
 PRESETS: dict[str, TrainConfig] = {
-    # The first shipped CNN: 64 px keeps CPU training inside one session.
-    "cnn_cpu": TrainConfig(backbone="cnn", image_size=64, epochs=30, batch_size=64, learning_rate=2e-3),
-    # 96 px and the degradations of real photos over 22 epochs (validation 4.94 with the flip):
-    # the shipped CNN until cnn_96px_32ep.
-    "cnn_96px": TrainConfig(
-        backbone="cnn", image_size=96, epochs=22, batch_size=64, learning_rate=2e-3,
-        max_rotation_deg=10.0, grey_prob=0.1, blur_prob=0.1, dark_prob=0.1, max_noise=3.0,
-    ),
-    # The shipped CNN (checkpoints/cnn): the same over 32 epochs, about 2.8 min each on the
-    # idle 2-core CPU (95 min in all; --stop-after splits it into resumable pieces).
+    # UTKFace alone, from random initialisation (about 95 min on 2 CPU cores).
     "cnn_96px_32ep": CNN_96PX_32EP,
-    # The shipped 32-epoch CNN fine-tuned for 6 epochs on UTKFace and All-Age-Faces together,
-    # a quarter of every batch from All-Age-Faces; and its control, the same on UTKFace alone.
+    # The shipped CNN (checkpoints/cnn): cnn_96px_32ep's checkpoint fine-tuned for 6 epochs on
+    # UTKFace and All-Age-Faces, a quarter of every batch from All-Age-Faces (CHANGELOG.md names
+    # the commit whose checkpoints/cnn it starts from). Beside it, the same on UTKFace alone,
+    # and the mix with old-photo styles on a quarter of the images and more grey ones.
     "cnn_96px_mixed_ft": dataclasses.replace(
-        CNN_96PX_32EP, epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn",
-        sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
-    ),
-    # The same, with old-photo styles (sepia, fading, grain) on a quarter of the images and more grey ones.
+        CNN_96PX_32EP, **FINE_TUNE, sources=("utkface", "aaf"), source_shares=(0.75, 0.25)),
+    "cnn_96px_utkface_ft": dataclasses.replace(CNN_96PX_32EP, **FINE_TUNE),
     "cnn_96px_mixed_old_ft": dataclasses.replace(
-        CNN_96PX_32EP, epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn",
-        sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.25, grey_prob=0.2,
-    ),
-    "cnn_96px_utkface_ft": dataclasses.replace(
-        CNN_96PX_32EP, epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn",
-    ),
-    # The first CPU ResNet50, 2 epochs (validation 9.13 with the flip): replaced by resnet50_cpu_10ep.
-    "resnet50_cpu": TrainConfig(
-        backbone="resnet50", image_size=64, epochs=2, batch_size=64, learning_rate=1e-3, warmup_epochs=0.2
-    ),
-    # Weight decay 0.05 and strong degradations over 30 epochs: validation stayed at 11.9-13.9
-    # after 4-5 epochs, so it was stopped; kept so those runs can be reproduced.
-    "resnet50_cpu_30ep": TrainConfig(
-        backbone="resnet50", image_size=64, epochs=30, batch_size=64, learning_rate=1e-3, weight_decay=0.05,
-        max_rotation_deg=12.0, grey_prob=0.15, blur_prob=0.2, dark_prob=0.15, max_noise=5.0,
-    ),
-    # The shipped ResNet50 until 2026-11-30, sized to finish in one session; the 96 px
-    # presets below continue from its run.
+        CNN_96PX_32EP, **FINE_TUNE, sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
+        old_photo_prob=0.25, grey_prob=0.2),
+    # The shipped ResNet50, in three runs, each from the last one's best weights: 10 epochs at
+    # 64 px; 4 at 96 px with stronger tilt, grey, blur and darkening; 2 more in which darkened
+    # images also lose up to half their light.
     "resnet50_cpu_10ep": RESNET50_CPU,
-    # The same recipe over 16 epochs (120 min here, in two pieces): validation 7.19 with the
-    # flip, not better than the 10-epoch run's 7.16, so it was not shipped.
-    "resnet50_cpu_16ep": dataclasses.replace(RESNET50_CPU, epochs=16),
-    # resnet50_cpu_10ep's model fine-tuned at 96 px with stronger tilt, grey, blur and
-    # darkening, which cost that model 1.1-1.3 years on degraded validation (validation 7.01
-    # with the flip; tilt then cost 0.4, and dark photos 2.1). Train resnet50_cpu_10ep into
-    # that run directory first.
     "resnet50_96px_robust": dataclasses.replace(
         RESNET50_CPU, image_size=96, epochs=4, learning_rate=3e-4, warmup_epochs=0.25,
         max_rotation_deg=20.0, grey_prob=0.2, blur_prob=0.2, dark_prob=0.3,
         init_weights="~/.cache/agejax/runs/resnet50_64px_10ep/best.weights.h5",
     ),
-    # The shipped ResNet50 (checkpoints/resnet50): resnet50_96px_robust's model, two more
-    # epochs in which darkened images also lose up to half their light.
     "resnet50_96px_dim": dataclasses.replace(
         RESNET50_CPU, image_size=96, epochs=2, learning_rate=1e-4, warmup_epochs=0.1,
         max_rotation_deg=20.0, grey_prob=0.2, blur_prob=0.2, dark_prob=0.3, max_dimming=0.5,
         init_weights="~/.cache/agejax/runs/resnet50_96px_robust/best.weights.h5",
     ),
-    # Full resolution on one GPU.
-    "resnet50_gpu": TrainConfig(backbone="resnet50", image_size=200, epochs=40, batch_size=256, learning_rate=2e-3),
+    # Full resolution on one GPU, on both shared sources.
+    "resnet50_gpu": TrainConfig(backbone="resnet50", image_size=200, epochs=40, batch_size=256, learning_rate=2e-3,
+                                sources=("utkface", "aaf"), source_shares=(0.75, 0.25)),
 }

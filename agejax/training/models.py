@@ -133,13 +133,6 @@ def build_from_config(config: TrainConfig, fast_convolutions: bool = True) -> ke
     )
 
 
-def head_kind_of(model: keras.Model) -> str:
-    return "distribution" if model.output_shape[-1] == NUM_AGE_BINS else "regression"
-
-
-# Losses and metrics take the age as y_true, for either head.
-
-
 def expected_age(probs):
     return ops.sum(probs * ops.arange(NUM_AGE_BINS, dtype=probs.dtype), axis=-1)
 

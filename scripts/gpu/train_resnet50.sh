@@ -19,7 +19,11 @@ if [ "$count" -ne 22208 ]; then
 fi
 cache=.data/cache
 if ! ls "$cache"/utkface_*_"${size}"px/meta.json >/dev/null 2>&1; then
-  python3 scripts/prepare_data.py --source .data/utkface --size "$size" --cache-root "$cache" || exit 1
+  python3 scripts/prepare_data.py --source utkface=.data/utkface --size "$size" --cache-root "$cache" || exit 1
+fi
+if ! ls "$cache"/aaf_*_"${size}"px/meta.json >/dev/null 2>&1; then
+  [ -n "$(find .data/aaf -name '*.jpg' -print -quit 2>/dev/null)" ] || { echo "error: carry All-Age-Faces (parts 5, 6) first" >&2; exit 1; }
+  python3 scripts/prepare_data.py --source aaf=.data/aaf --size "$size" --cache-root "$cache" || exit 1
 fi
 if [ ! -f .data/benchmark.json ]; then
   python3 scripts/train.py --preset resnet50_gpu --image-size "$size" --benchmark --cache-root "$cache" "$@" \
