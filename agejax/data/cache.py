@@ -169,10 +169,10 @@ def load_split(
     if name not in split.SPLITS:
         raise ValueError(f"unknown split {name!r}; expected one of {split.SPLITS}")
     manifest = split.manifest_path(source, root)
-    path = cache_dir(size, root, manifest) if manifest.exists() else Path(root) / f"{source}_{size}px"
-    if not (path / "meta.json").exists():
+    path = cache_dir(size, root, manifest) if manifest.exists() else None
+    if path is None or not (path / "meta.json").exists():
         raise FileNotFoundError(
-            f"no {size}px cache of {source} at {path}: run "
+            f"no {size}px cache of {source}{f' at {path}' if path else ''}: run "
             f"`python scripts/prepare_data.py --source {source}=<its archives or folder> --size {size}`"
         )
     stored = np.load(path / f"{name}_labels.npz")
