@@ -16,4 +16,4 @@ CACHE_ROOT = Path(os.environ.get("AGEJAX_CACHE", Path.home() / ".cache" / "ageja
 _PACKAGE = Path(__file__).resolve().parent
 SHIPPED_ROOT = _PACKAGE if (_PACKAGE / "checkpoints").is_dir() else _PACKAGE.parent
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

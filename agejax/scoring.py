@@ -130,6 +130,8 @@ class Scores:
     std: np.ndarray | None
     low90: np.ndarray | None
     high90: np.ndarray | None
+    p_under18: np.ndarray | None = None
+    view_probs: np.ndarray | None = None  # (N, views, bins)
 
 
 def score_chips(predictor: Predictor, chips: np.ndarray, batch_size: int) -> Scores:
@@ -141,7 +143,7 @@ def score_chips(predictor: Predictor, chips: np.ndarray, batch_size: int) -> Sco
     prediction = predictor.predict(np.asarray(chips), batch_size=batch_size)
     interval = predictor.interval(prediction, "90")
     low, high = interval if interval is not None else (None, None)
-    return Scores(prediction.age, prediction.std, low, high)
+    return Scores(prediction.age, prediction.std, low, high, prediction.p_under18, prediction.view_probs)
 
 
 def set_scores(faces: list[Face], scores: Scores, offset: int = 0) -> None:
@@ -151,6 +153,8 @@ def set_scores(faces: list[Face], scores: Scores, offset: int = 0) -> None:
         face.std = None if scores.std is None else float(scores.std[i])
         face.low90 = None if scores.low90 is None else float(scores.low90[i])
         face.high90 = None if scores.high90 is None else float(scores.high90[i])
+        face.p_under18 = None if scores.p_under18 is None else float(scores.p_under18[i])
+        face.view_probs = None if scores.view_probs is None else scores.view_probs[i].astype(np.float32)
 
 
 def score_faces(found: list[FoundFaces], predictor: Predictor, largest_batch: int = 16) -> list[list[Face]]:

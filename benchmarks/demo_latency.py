@@ -59,10 +59,11 @@ def serve_floor(port: int) -> None:
 
     with gr.Blocks() as app:
         photo, model, aligned, whole = gr.Image(type="filepath"), gr.Radio(["cnn"]), gr.Checkbox(), gr.Checkbox()
-        outputs = [gr.Image(type="pil", format="jpeg"), gr.Dataframe(headers=["face", "age"]), gr.Markdown()]
+        outputs = [gr.Image(type="pil", format="jpeg"), gr.Dataframe(headers=["face", "age"]), gr.Markdown(), gr.JSON()]
 
         def echo(paths, *_):
-            return [[Image.open(p).convert("RGB") for p in paths], [[[0, 30.0]]] * len(paths), ["ok"] * len(paths)]
+            return [[Image.open(p).convert("RGB") for p in paths], [[[0, 30.0]]] * len(paths), ["ok"] * len(paths),
+                    [{"faces": []}] * len(paths)]
 
         gr.Button().click(echo, [photo, model, aligned, whole], outputs, api_name="estimate", batch=True,
                           max_batch_size=16)
@@ -71,7 +72,7 @@ def serve_floor(port: int) -> None:
 
 def timed_call(client: Client, photo: Path, model: str) -> float:
     start = time.perf_counter()
-    _, table, _ = client.predict(handle_file(str(photo)), model, False, False, api_name="/estimate")
+    _, table, _, _ = client.predict(handle_file(str(photo)), model, False, False, api_name="/estimate")
     elapsed = time.perf_counter() - start
     if len(table["data"]) != 1:
         raise RuntimeError(f"expected one face, got {table['data']}")

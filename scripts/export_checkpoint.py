@@ -3,6 +3,7 @@
     python scripts/export_checkpoint.py --run-dir runs/cnn --name cnn
     python scripts/export_checkpoint.py --run-dir checkpoints/cnn --name cnn   # re-export in place
     python scripts/export_checkpoint.py --run-dir checkpoints/cnn --name cnn --forward-only
+    python scripts/export_checkpoint.py --run-dir checkpoints/cnn --name cnn --card-only
 
 Writes checkpoints/<name>/: weights.npz (compressed), config.json, forward.onnx (the inference
 graph that prediction runs on ONNX Runtime), metrics.json, history.csv, curves.png, a model card
@@ -38,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forward-only", action="store_true",
                         help=f"only rewrite a checkpoint's {checkpoint.FORWARD_FILE} (after a change to its graph); "
                              "weights and measurements stay")
+    parser.add_argument("--card-only", action="store_true",
+                        help="only rewrite a checkpoint's model card (README.md) from its metrics.json")
     args = parser.parse_args(argv)
+    if args.card_only:
+        from agejax.serving.model_card import model_card
+
+        (args.run_dir / "README.md").write_text(model_card(checkpoint.read_metrics(args.run_dir)))
+        print(f"wrote {args.run_dir / 'README.md'}")
+        return 0
     if args.forward_only:
         model, _ = checkpoint.load(args.run_dir)
         checkpoint.save_forward(model, args.run_dir)

@@ -235,7 +235,7 @@ def test_shards_concatenate_to_the_single_run(tmp_path, tiny_model):
 def test_resume_refuses_a_csv_of_another_model(tmp_path, tiny_model):
     folder = many_images(tmp_path / "in", 3)
     out = tmp_path / "ages.csv"
-    out.write_text(",".join(sink.COLUMNS) + "\r\nimg.jpg,0,whole,,0,0,1,1,30.00,,,,resnet50,\r\n")
+    out.write_text(",".join(sink.COLUMNS) + "\r\nimg.jpg,0,whole,,0,0,1,1,30.00,,,,,resnet50,\r\n")
     assert batch_predict.main([str(folder), "-o", str(out), "--model", str(tiny_model), "--resume", "-q"]) == 2
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from agejax import SHIPPED_ROOT
-from agejax.serving import checkpoint, predict
+from agejax.serving import checkpoint, int8, predict
 from agejax.serving.predict import CHECKPOINTS, Predictor
 from agejax.training import models
 from agejax.training.configs import TrainConfig
@@ -80,7 +80,7 @@ def test_the_shipped_checkpoints_load(name):
 @pytest.mark.parametrize("name", ["cnn", "resnet50"])
 def test_each_shipped_graph_gives_its_keras_models_ages_on_real_faces(name):
     """forward.onnx on ONNX Runtime against the model Keras rebuilds from the same weights."""
-    served = Predictor.load(name)
+    served = Predictor.load(name, int8_graph=False)
     built = Predictor.from_model(*checkpoint.load(CHECKPOINTS / name), CHECKPOINTS / name)
     assert (served.engine, built.engine) == ("onnxruntime", "keras")
     size = served.image_size
@@ -104,6 +104,48 @@ def test_a_face_gets_the_same_age_bit_for_bit_whatever_shares_its_batch(name):
         alone = predictor.predict(faces[start : start + count], batch_size=count)
         np.testing.assert_array_equal(alone.age, together.age[start : start + count])
         np.testing.assert_array_equal(alone.std, together.std[start : start + count])
+
+
+def example_faces(size: int) -> np.ndarray:
+    faces = np.stack([np.asarray(Image.open(path).convert("RGB").resize((size, size)))
+                      for path in sorted(EXAMPLES.glob("utkface_*.jpg"))])
+    return np.concatenate([faces, faces[:, :, ::-1]])
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet50"])
+def test_an_int8_graph_ships_only_as_its_export_kept_it(name):
+    """The export's guard: kept means faster and within the MAE and mean-age limits; refused means not shipped."""
+    from agejax.serving import export
+
+    measured = checkpoint.read_metrics(CHECKPOINTS / name)["int8_graph"]
+    shipped = (CHECKPOINTS / name / int8.INT8_FILE).exists()
+    assert shipped == measured["kept"], measured.get("why")
+    served = Predictor.load(name)
+    assert served.engine == ("onnxruntime-int8" if shipped else "onnxruntime")
+    if shipped:
+        assert measured["speedup"] > 1
+        for shifts in (measured["mae_shift_over_float32"], measured["mean_age_shift_over_float32"]):
+            assert max(map(abs, shifts.values())) <= export.MAX_MAE_SHIFT
+        faces = example_faces(served.image_size)
+        float_ages = Predictor.load(name, int8_graph=False).predict(faces).age
+        assert np.abs(served.predict(faces).age - float_ages).max() < 1.5
+
+
+def test_a_damaged_or_stale_int8_graph_is_never_served(tmp_path):
+    model, folder = tiny(tmp_path)
+    faces = np.random.default_rng(4).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    int8.quantize(folder, np.random.default_rng(5).integers(0, 255, (64, 32, 32, 3), dtype=np.uint8))
+    assert Predictor.load(folder).engine == "onnxruntime-int8"
+    assert Predictor.load(folder, int8_graph=False).engine == "onnxruntime"
+    graph = folder / int8.INT8_FILE
+    graph.write_bytes(graph.read_bytes()[:1000])
+    float_ages = Predictor.load(folder, int8_graph=False).predict(faces).age
+    damaged = Predictor.load(folder)
+    assert damaged.engine == "onnxruntime"
+    np.testing.assert_array_equal(damaged.predict(faces).age, float_ages)
+    int8.quantize(folder, faces)
+    checkpoint.save(model, TrainConfig(backbone="cnn", head="distribution", image_size=32), folder, "float16")
+    assert not graph.exists()  # new weights: the int8 graph of the old ones is gone
 
 
 @pytest.mark.parametrize("head", ["distribution", "regression"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import csv
+import io
 import json
 import os
 import shutil
@@ -15,14 +17,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio.utils
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
 from agejax.app import app as demo
-from agejax.app import handlers, model_cards, render
+from agejax.app import handlers, live, model_cards, render
 from agejax.app import server as demo_server
+from agejax.app.stream_client import WebcamStream, moving_face_frames, write_y4m
 from agejax.batch import sink
+from agejax.data.labels import NUM_AGE_BINS
+from agejax.faces.face import Face
 from agejax.serving.predict import default_model
 
 from conftest import REPO, group_photo
@@ -32,6 +38,11 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Without the background-networking flags Chromium keeps calling out to hosts this machine cannot reach.
 CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run")
+
+
+BOX = render.TABLE_HEADERS.index("box (left, top, right, bottom)")
+P_UNDER18 = render.TABLE_HEADERS.index("p_under18 (estimate)")
+FOUND_BY = render.TABLE_HEADERS.index("found by")
 
 
 def free_port() -> int:
@@ -57,7 +68,7 @@ def client(server):
 
 
 def estimate(client, path, model="cnn", aligned=False, whole=False):
-    image, table, message = client.predict(handle_file(str(path)), model, aligned, whole, api_name="/estimate")
+    image, table, message, _ = client.predict(handle_file(str(path)), model, aligned, whole, api_name="/estimate")
     return image, table["data"], message
 
 
@@ -70,7 +81,7 @@ def test_every_face_in_a_group_photo_is_boxed_with_its_age(client, server, tmp_p
         assert message.startswith("Found 3 faces")
         assert len(rows) == 3 and [row[0] for row in rows] == [0, 1, 2]
         for row, portrait in zip(rows, placed):
-            left, top, right, bottom = (int(v) for v in row[4].split(", "))
+            left, top, right, bottom = (int(v) for v in row[BOX].split(", "))
             assert portrait[0] <= left < right <= portrait[2] and portrait[1] <= top < bottom <= portrait[3]
             assert 0 <= row[1] <= 116 and row[2] > 0
             low, high = (float(v) for v in row[3].split("-"))
@@ -78,11 +89,61 @@ def test_every_face_in_a_group_photo_is_boxed_with_its_age(client, server, tmp_p
         assert Image.open(image).size == photo.size  # the annotated photo comes back, boxes drawn on it
 
 
+def test_each_face_has_a_calibrated_p_under18_and_an_age_distribution_to_plot(client, server):
+    """The table's p_under18 and the faces JSON agree with the model's own answer; the plot endpoint draws it."""
+    _, table, _, faces = client.predict(handle_file(str(REPO / "examples" / "group.jpg")), "cnn", False, False,
+                                        api_name="/estimate")
+    rows, entries = table["data"], faces["faces"]
+    assert len(rows) == len(entries) == 3
+    for row, face in zip(rows, entries):
+        assert row[P_UNDER18] == f"{face['p_under18']:.2f}" and 0 <= face["p_under18"] <= 1
+        views = np.asarray(face["views"])
+        assert views.shape == (2, NUM_AGE_BINS)  # the CNN flips: the photo and its mirror image
+        assert np.allclose(views.sum(axis=1), 1, atol=1e-3)
+        assert abs(views.mean(axis=0) @ np.arange(NUM_AGE_BINS) - face["age"]) < 0.02
+        assert face["low90"] <= face["age"] <= face["high90"]
+    plot = client.predict(faces, 1, api_name="/face_distribution")
+    assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/")
+    with Image.open(io.BytesIO(base64.b64decode(plot["plot"].split(",", 1)[1]))) as image:
+        assert image.width >= 600  # readable at page size
+    assert client.predict(faces, 7, api_name="/face_distribution") is None  # no such face: no plot
+
+
+def test_a_click_on_the_photo_picks_the_face_under_it():
+    faces = {"display_scale": 0.5, "faces": [{"face": 0, "box": [0, 0, 400, 400]}, {"face": 1, "box": [100, 100, 200, 200]}]}
+    assert render.face_at(faces, 75, 75) == 1  # inside both boxes (at half size): the smaller one
+    assert render.face_at(faces, 20, 20) == 0
+    assert render.face_at(faces, 300, 300) is None
+
+
+def test_the_webcam_stream_boxes_the_face_in_every_frame(server):
+    """A browser-like stream of frames through the Webcam tab's endpoint: every answer has the face boxed."""
+    frames = moving_face_frames(12)
+    with WebcamStream(server[0]) as stream:
+        answers = [stream.fetch(stream.send(frame)) for frame in frames]
+    for frame, answer in zip(frames, answers):
+        assert answer.size == (640, 480)
+        # The box and its label, in the box colour, which the camera frame itself hardly has.
+        assert box_colour_pixels(answer) > 500 + box_colour_pixels(Image.fromarray(frame))
+
+
+def test_webcam_tracks_smooth_ages_and_outlive_a_missed_frame():
+    tracks = live.follow([], [Face((100, 100, 200, 200), age=30.0, std=4.0)])
+    tracks = live.follow(tracks, [Face((104, 100, 204, 200), age=40.0, std=6.0), Face((400, 50, 480, 130), age=8.0)])
+    assert len(tracks) == 2 and tracks[0].box == (102.0, 100.0, 202.0, 200.0)
+    assert tracks[0].age == 35.0 and tracks[0].std == 5.0  # halfway: each frame weighs live.SMOOTHING
+    assert tracks[1].age == 8.0 and tracks[1].std is None  # a new face starts from its own answer
+    for missed in range(1, live.KEEP_MISSED_FRAMES + 1):  # no face found: both stay where they were
+        tracks = live.follow(tracks, [])
+        assert [t.missed for t in tracks] == [missed, missed] and tracks[0].age == 35.0
+    assert live.follow(tracks, []) == []
+
+
 def test_aligned_crops_and_greyscale_photos_are_scored(client, tmp_path):
     crop = REPO / "examples" / "utkface_72.jpg"
     image, rows, message = estimate(client, crop, aligned=True)
     assert message.startswith("Scored as an aligned face crop") and len(rows) == 1
-    assert rows[0][4] == "0, 0, 200, 200"
+    assert rows[0][BOX] == "0, 0, 200, 200"
     grey = tmp_path / "grey.png"
     Image.open(REPO / "examples" / "grace_hopper.jpg").convert("L").save(grey)
     _, rows, message = estimate(client, grey)
@@ -95,7 +156,7 @@ def test_no_face_says_so_and_offers_the_whole_image(client, tmp_path):
     image, rows, message = estimate(client, wall)
     assert image is None and rows == [] and "No face found" in message and "whole image" in message
     image, rows, message = estimate(client, wall, whole=True)
-    assert "scored the whole image" in message and len(rows) == 1 and rows[0][4] == "0, 0, 320, 240"
+    assert "scored the whole image" in message and len(rows) == 1 and rows[0][BOX] == "0, 0, 320, 240"
 
 
 @pytest.mark.parametrize("name, content, expected", [
@@ -136,7 +197,7 @@ def test_huge_and_tiny_images(client, tmp_path):
     image, rows, message = estimate(client, huge)
     assert message.startswith("Found 3 faces")
     assert max(Image.open(image).size) <= render.DISPLAY_SIDE  # shown downscaled, boxes in full-size pixels
-    assert max(int(v) for v in rows[0][4].split(", ")) > 1280
+    assert max(int(v) for v in rows[0][BOX].split(", ")) > 1280
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (8, 8), (90, 60, 40)).save(tiny)
     _, rows, message = estimate(client, tiny, whole=True)
@@ -150,17 +211,17 @@ def test_the_detector_choice_reaches_the_cascade(client, tmp_path):
     tilted.paste(face.rotate(45, fillcolor=(120, 130, 140)), (94, 94))
     path = tmp_path / "tilted.jpg"
     tilted.save(path)
-    _, table, message = client.predict(handle_file(str(path)), "cnn", False, False, "hog", api_name="/estimate")
+    _, table, message, _ = client.predict(handle_file(str(path)), "cnn", False, False, "hog", api_name="/estimate")
     assert table["data"] == [] and message.startswith("**No face found")
     _, rows, message = estimate(client, path)  # four arguments: the detector defaults to auto
-    assert message.startswith("Found 1 face") and rows[0][5] == "cnn"
+    assert message.startswith("Found 1 face") and rows[0][FOUND_BY] == "cnn"
 
 
 def test_missing_image_and_unknown_model_get_clear_messages(client):
-    _, _, message = client.predict(None, "cnn", False, False, api_name="/estimate")
+    _, _, message, _ = client.predict(None, "cnn", False, False, api_name="/estimate")
     assert "Please upload a photo" in message
-    image, table, message = client.predict(handle_file(str(REPO / "examples" / "utkface_4.jpg")), "vgg", True, False,
-                                           api_name="/estimate")
+    image, table, message, _ = client.predict(handle_file(str(REPO / "examples" / "utkface_4.jpg")), "vgg", True, False,
+                                              api_name="/estimate")
     assert image is None and table["data"] == [] and message.startswith("**No model named 'vgg' is installed")
 
 
@@ -173,7 +234,7 @@ def test_a_bad_request_batched_with_good_ones_fails_alone(server, tmp_path):
     clients = [Client(server[0], verbose=False) for _ in requests]
     jobs = [c.submit(image, model, False, False, api_name="/estimate") for c, (image, model) in zip(clients, requests)]
     for (_, model), job in zip(requests, jobs):
-        image, table, message = job.result(timeout=300)
+        image, table, message, _ = job.result(timeout=300)
         if model == "vgg":
             assert image is None and message.startswith("**No model named 'vgg' is installed")
         elif image is None:
@@ -188,9 +249,9 @@ def test_ten_visitors_sending_the_same_photo_at_once_each_get_a_whole_answer(ser
     clients = [Client(server[0], verbose=False) for _ in range(10)]
     jobs = [c.submit(handle_file(str(photo)), "cnn", False, False, api_name="/estimate") for c in clients]
     answers = [job.result(timeout=300) for job in jobs]
-    ages = {table["data"][0][1] for _, table, _ in answers}
+    ages = {table["data"][0][1] for _, table, _, _ in answers}
     assert len(ages) == 1  # the same photo, the same age, whoever asked
-    for image, _, message in answers:
+    for image, _, message, _ in answers:
         assert message.startswith("Found 1 face")
         with Image.open(image) as annotated:
             annotated.load()  # the whole file arrived: a cut download fails to decode
@@ -217,8 +278,8 @@ def test_batch_endpoint_returns_the_batch_cli_rows_and_a_csv(client, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     files = [REPO / "examples" / "group.jpg", REPO / "examples" / "utkface_31.jpg", broken]
-    table, csv_path, message = client.predict([handle_file(str(f)) for f in files], "cnn", False, False,
-                                              api_name="/batch")
+    table, csv_path, message, histogram = client.predict([handle_file(str(f)) for f in files], "cnn", False, False,
+                                                         api_name="/batch")
     assert table["headers"] == list(sink.COLUMNS)
     rows = table["data"]
     assert [row[0] for row in rows] == ["broken.jpg", "group.jpg", "group.jpg", "group.jpg", "utkface_31.jpg"]
@@ -226,6 +287,9 @@ def test_batch_endpoint_returns_the_batch_cli_rows_and_a_csv(client, tmp_path):
     with open(csv_path, newline="") as handle:
         assert [list(r.values()) for r in csv.DictReader(handle)] == rows  # the download is the table
     assert message.startswith("Scored: images 3, faces 4 (hog 4), errors 1")
+    under18 = sum(float(row[sink.COLUMNS.index("p_under18")]) >= 0.5 for row in rows[1:])
+    assert f"{100 * under18 / 4:.0f} % of the 4 faces are estimated under 18" in message
+    assert histogram["type"] == "matplotlib" and histogram["plot"].startswith("data:image/")
 
 
 def test_only_gradio_paths_are_served_and_big_uploads_are_refused(server, tmp_path):
@@ -253,7 +317,7 @@ def test_batch_tab_folders_are_bounded_however_many_requests_come(server):
     crop = str(REPO / "examples" / "utkface_72.jpg")
     folders = []
     for _ in range(handlers.KEEP_BATCH_FOLDERS + 5):
-        rows, csv_path, _ = score_batch([crop], "cnn", True, False)
+        rows, csv_path, _, _ = score_batch([crop], "cnn", True, False)
         assert len(rows) == 1 and rows[0][0] == "utkface_72.jpg" and Path(csv_path).exists()
         folders.append(Path(csv_path).parent)
     kept = [folder for folder in folders if folder.exists()]
@@ -314,8 +378,12 @@ def test_the_model_choice_states_test_mae_and_defaults_to_the_best_on_validation
             assert f"UTKFace {per_source['utkface']:.2f}" in label and "trained on UTKFace" in label
 
 
+def box_colour_pixels(image: Image.Image) -> int:
+    return int((np.abs(np.asarray(image.convert("RGB"), np.int16) - np.asarray(render.BOX_COLOUR)).sum(axis=2) < 60).sum())
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
-def test_a_real_browser_uploads_a_photo_and_reads_the_ages(server, tmp_path):
+def test_a_real_browser_uploads_a_photo_reads_the_ages_and_plots_a_clicked_face(server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -326,18 +394,65 @@ def test_a_real_browser_uploads_a_photo_and_reads_the_ages(server, tmp_path):
             page.set_input_files("#estimate-photo input[type=file]", str(REPO / "examples" / "group.jpg"))
             page.wait_for_selector("#estimate-photo img")  # the upload has landed
             page.click("#estimate-button")
+            cells_needed = 3 * len(render.TABLE_HEADERS)
             page.wait_for_function(
                 "[...document.querySelectorAll('#faces-table [role=gridcell]')]"
-                ".filter(td => td.innerText.trim() !== '').length >= 18", timeout=60_000)
+                f".filter(td => td.innerText.trim() !== '').length >= {cells_needed}", timeout=60_000)
             cells = [text.strip() for text in page.locator("#faces-table [role=gridcell]").all_inner_texts()
                      if text.strip()]
+            headers = page.locator("#faces-table [role=columnheader]").all_inner_texts()
             message = page.inner_text("#estimate-message")
+            page.wait_for_selector("#face-distribution img", timeout=30_000)  # the largest face's plot
+            first_plot = page.get_attribute("#face-distribution img", "src")
+            # Click the smallest face (face 2) on the annotated photo: its plot replaces the first.
+            rows = [cells[i : i + len(render.TABLE_HEADERS)] for i in range(0, cells_needed, len(render.TABLE_HEADERS))]
+            left, top, right, bottom = (int(v) for v in rows[2][BOX].split(", "))
+            photo = page.locator("#estimate-annotated img")
+            frame = photo.bounding_box()
+            natural = photo.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            scale = min(frame["width"] / natural[0], frame["height"] / natural[1])
+            offset_x, offset_y = (frame["width"] - natural[0] * scale) / 2, (frame["height"] - natural[1] * scale) / 2
+            photo.click(position={"x": offset_x + (left + right) / 2 * scale, "y": offset_y + (top + bottom) / 2 * scale})
+            page.wait_for_function(
+                f"document.querySelector('#face-distribution img')?.src !== {json.dumps(first_plot)}", timeout=30_000)
+            picked = page.input_value("#face-picker input")
             page.screenshot(path=str(tmp_path / "estimate.png"), full_page=True)
         finally:
             browser.close()
     assert message.startswith("Found 3 faces")
-    rows = [cells[i : i + 6] for i in range(0, 18, 6)]  # face, age, std, interval, box, found by
-    assert [row[0] for row in rows] == ["0", "1", "2"] and [row[5] for row in rows] == ["hog"] * 3
-    assert all(0 <= float(row[1]) <= 116 for row in rows)  # the ages, as the page shows them
+    assert [h.strip() for h in headers[: len(render.TABLE_HEADERS)]] == render.TABLE_HEADERS
+    assert [row[0] for row in rows] == ["0", "1", "2"] and [row[-1] for row in rows] == ["hog"] * 3
+    assert all(0 <= float(row[1]) <= 116 and 0 <= float(row[P_UNDER18]) <= 1 for row in rows)  # as the page shows them
+    assert picked.startswith("face 2")
     with Image.open(tmp_path / "estimate.png") as shot:
         assert shot.format == "PNG" and shot.width >= 1000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
+def test_a_real_browser_streams_a_fake_camera_and_sees_the_face_boxed(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    video = tmp_path / "camera.y4m"
+    write_y4m(moving_face_frames(30), video)
+    camera = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+              f"--use-file-for-fake-video-capture={video}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, *camera])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(server[0])
+            page.get_by_role("tab", name="Webcam").click()
+            page.click("#webcam-input [title='grant webcam access'] button")
+            page.click("#webcam-input button.capture-button")  # Record: frames stream to the server
+            page.wait_for_selector("#webcam-output img", timeout=30_000)
+            sources = {page.get_attribute("#webcam-output img", "src")}
+            deadline = time.monotonic() + 20
+            while len(sources) < 4 and time.monotonic() < deadline:  # new answers keep coming
+                sources.add(page.get_attribute("#webcam-output img", "src"))
+                time.sleep(0.1)
+        finally:
+            browser.close()
+    assert len(sources) >= 4
+    for source in sources:
+        with Image.open(io.BytesIO(httpx.get(source).content)) as answer:
+            assert answer.size == (640, 480) and box_colour_pixels(answer) > 500  # the face is boxed and labelled

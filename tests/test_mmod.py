@@ -56,3 +56,18 @@ def test_it_finds_the_faces_dlib_finds_and_none_where_dlib_finds_none():
     assert agreed >= len(chips) - 1
     assert ours(np.full((240, 320, 3), 110, np.uint8)) == []
     assert ours(np.full((10, 300, 3), 110, np.uint8)) == []  # smaller than every pyramid level
+
+
+def test_the_graph_is_built_once_and_a_damaged_copy_is_rebuilt(tmp_path, monkeypatch):
+    import agejax
+
+    from conftest import group_photo
+
+    monkeypatch.setattr(agejax, "CACHE_ROOT", tmp_path)
+    photo = np.asarray(group_photo()[0].resize((640, 320)))
+    built = mmod.MmodDetector()(photo)
+    cached = list((tmp_path / "mmod").iterdir())
+    assert len(cached) == 1 and cached[0].stat().st_size > 100_000
+    assert mmod.MmodDetector()(photo) == built  # read back from the cache
+    cached[0].write_bytes(b"damaged")
+    assert mmod.MmodDetector()(photo) == built and len(built) >= 1

@@ -246,7 +246,8 @@ def test_the_gpu_precision_policy_trains_with_bfloat16_layers_and_float32_output
     model.compile("adam", models.loss_for("distribution"), weighted_metrics=[models.age_mae])
     history = model.fit(pipeline.ArrayBatches(faces(16, 32), np.arange(16), 8, shuffle=True), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    assert model.get_layer("augment").compute_dtype == "bfloat16"
+    assert model.get_layer("stem_conv").compute_dtype == "bfloat16"  # the arithmetic in bfloat16
+    assert model.get_layer("augment").compute_dtype == "float32"  # pixel values 0-255 lose steps in bfloat16
     assert model.output.dtype == "float32"  # the age distribution and the loss stay in float32
     assert model.predict(faces(2, 32), verbose=0).sum(axis=1) == pytest.approx(1.0, abs=1e-5)
 

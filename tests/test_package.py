@@ -64,7 +64,7 @@ def test_an_installed_wheel_finds_its_checkpoints_from_any_folder(wheel, tmp_pat
     assert result.returncode == 0, result.stderr
     checkpoints, shape, engine = result.stdout.strip().splitlines()[-3:]
     assert Path(checkpoints) == site / "agejax" / "checkpoints" and shape == "(1,)"
-    assert engine == "onnxruntime False False", "the shipped model serves without importing Keras or JAX"
+    assert engine == "onnxruntime-int8 False False", "the shipped model serves (its int8 graph) without importing Keras or JAX"
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -22,7 +23,7 @@ from agejax.cli import batch_predict
 from conftest import REPO, group_photo, save_tiny_checkpoint
 from test_batch import messy_folder
 
-SCORES = ("age", "std", "low90", "high90")
+SCORES = ("age", "std", "low90", "high90", "p_under18")
 CLUSTER_MARKER = "AGEJAX_TEST_RAY_CLUSTER"  # set in the environment of the test's own cluster
 ACTOR_TITLE = "ray::MapWorker(MapBatches(FaceScorer))"
 
@@ -63,14 +64,16 @@ def ray_cluster():
     on free ports, so no other Ray on the machine is in its way; the teardown stops this cluster
     alone (`ray stop` would stop every Ray on the machine).
 
-    Its clients present the token `ray start` wrote (Ray's token authentication).
+    Ray's token authentication is on; the cluster and its clients share a token made here, so that
+    nothing depends on a ~/.ray/auth_token left by an earlier cluster.
     """
     ray_command = shutil.which("ray", path=os.path.dirname(sys.executable))
     temp_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit in 107 bytes
     names = ("port", "node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
              "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
     ports = dict(zip(names, free_ports(len(names))))
-    environment = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+    environment = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+                   "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     marked = {**os.environ, **environment, CLUSTER_MARKER: temp_dir}
     started = subprocess.run(
         [ray_command, "start", "--head", *(f"--{name}={port}" for name, port in ports.items()), "--num-cpus=2",

@@ -8,9 +8,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 
-from agejax.app import render
+from agejax.app import plots, render
 from agejax.batch import local, sink, walk
 from agejax.evaluation import evaluate
 from agejax.evaluation.metrics import mae
@@ -39,9 +40,10 @@ def make_estimate(predictors: dict[str, Predictor]):
 
     def estimate(
         paths: list, model_names: list, aligned_flags: list, whole_flags: list, detectors: list
-    ) -> tuple[list, list, list]:
+    ) -> tuple[list, list, list, list]:
         """Batched by the queue: one model call per model for all waiting requests."""
         images, tables, messages = [None] * len(paths), [[]] * len(paths), [""] * len(paths)
+        faces_json: list[dict] = [{"display_scale": 1.0, "faces": []} for _ in paths]
         groups: dict[tuple, list[int]] = {}
         for i, (path, name) in enumerate(zip(paths, model_names)):
             if not path:
@@ -66,10 +68,36 @@ def make_estimate(predictors: dict[str, Predictor]):
                 if faces:
                     images[i] = render.draw_faces(photos[i], faces)
                     tables[i] = render.face_table(faces)
+                    faces_json[i] = render.faces_json(faces, render.display_scale(photos[i], images[i]))
                 messages[i] = render.explain(faces_found)
-        return images, tables, messages
+        return images, tables, messages, faces_json
 
     return estimate
+
+
+def face_picker(faces: dict | None) -> gr.Dropdown:
+    """The face list after an estimate: every face, the largest picked."""
+    choices = render.face_choices(faces)
+    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+
+def face_plot(faces: dict | None, index: int | None):
+    """The picked face's age distribution, or nothing before a face is picked."""
+    entries = (faces or {}).get("faces", [])
+    if index is None or not 0 <= int(index) < len(entries) or entries[int(index)]["views"] is None:
+        return None
+    return plots.face_distribution(entries[int(index)])
+
+
+def face_clicked_in_photo(faces: dict | None, current: int | None, event: gr.SelectData) -> int | None:
+    """The face under a click on the annotated photo; a click beside every face keeps the pick."""
+    hit = render.face_at(faces, *event.index) if faces else None
+    return current if hit is None else hit
+
+
+def face_clicked_in_table(current: int | None, event: gr.SelectData) -> int | None:
+    """The face of the clicked table row."""
+    return int(event.index[0]) if event.index is not None else current
 
 
 def make_batch(predictors: dict[str, Predictor]):
@@ -77,13 +105,14 @@ def make_batch(predictors: dict[str, Predictor]):
 
     def score_batch(
         files: list | None, model_name: str, aligned: bool, whole: bool, detector: str = "auto"
-    ) -> tuple[list, str | None, str]:
+    ) -> tuple[list, str | None, str, object]:
         if not files:
-            return [], None, "**Please add some images.**"
+            return [], None, "**Please add some images.**", None
         if len(files) > MAX_BATCH_FILES:
-            return [], None, f"**Please send at most {MAX_BATCH_FILES} files at a time** (or use scripts/batch_predict.py)."
+            return ([], None, f"**Please send at most {MAX_BATCH_FILES} files at a time** (or use scripts/batch_predict.py).",
+                    None)
         if model_name not in predictors:
-            return [], None, render.unknown_model(model_name, predictors)
+            return [], None, render.unknown_model(model_name, predictors), None
         work = Path(tempfile.mkdtemp(prefix="agejax_batch_"))
         recent.append(work)
         while len(recent) > KEEP_BATCH_FOLDERS:  # Gradio has its own copy of each returned CSV
@@ -102,12 +131,22 @@ def make_batch(predictors: dict[str, Predictor]):
             summary = local.run(job, handle, predictors[model_name], workers=0)
         shutil.rmtree(folder)  # the uploads' copies, scored
         with open(out_path, newline="") as csv_file:
-            rows = [[row[c] for c in sink.COLUMNS] for row in csv.DictReader(csv_file)]
+            records = list(csv.DictReader(csv_file))
+        rows = [[row[c] for c in sink.COLUMNS] for row in records]
         message = f"Scored: {summary.line()}."
+        scored = [row for row in records if row["age"]]
+        histogram = None
+        if scored:
+            p_under18 = [float(row["p_under18"]) if row["p_under18"] else None for row in scored]
+            histogram = plots.batch_ages([float(row["age"]) for row in scored], p_under18)
+            known = [p for p in p_under18 if p is not None]
+            if known:
+                message += (f" {100 * np.mean(np.asarray(known) >= 0.5):.0f} % of the {len(known)} faces are estimated "
+                            "under 18 (p_under18 at least 0.5; an estimate, not age verification).")
         labelled = evaluate.labelled_rows(out_path)
         if labelled is not None:
             error = mae(labelled["true"], labelled["predicted"])
             message += f" {len(labelled['true'])} files carry UTKFace age labels: MAE {error:.2f} years on them."
-        return rows, str(out_path), message
+        return rows, str(out_path), message, histogram
 
     return score_batch

@@ -8,11 +8,11 @@ import json
 
 from agejax import SHIPPED_ROOT
 from agejax.serving import checkpoint
+from agejax.serving.model_card import SOURCE_LABELS
 from agejax.serving.predict import CHECKPOINTS
 
 PEER_RESULTS = SHIPPED_ROOT / "benchmarks" / "results" / "batch_speed.json"
 LABELS = {"cnn": "CNN", "resnet50": "ResNet50"}
-SOURCE_LABELS = {"utkface": "UTKFace", "aaf": "All-Age-Faces"}
 # Figures of earlier UTKFace projects, each on its own split (quoted, not re-measured).
 REFERENCES = [
     ("Keras CNN of an earlier project", "8.58", "its own split"),
@@ -72,6 +72,28 @@ def metrics_table(reports: dict[str, dict]) -> str:
               "re-measured by `python scripts/evaluate.py --model NAME`. "
               "Peer row: `python benchmarks/batch_speed.py --source ../shared/data/utkface/`. "
               "The last rows are quoted from earlier projects on other splits, so compare them loosely."]
+    return "\n".join(lines)
+
+
+def under18_table(name: str) -> str:
+    """The calibrated p_under18's error rates on each test split, from the checkpoint's metrics.json."""
+    under18 = checkpoint.read_metrics(CHECKPOINTS / name).get("p_under18")
+    if not under18:
+        return ""
+
+    def pct(share: float | None) -> str:
+        return "n/a" if share is None else f"{100 * share:.0f} %"
+
+    lines = ["**Under 18?** *p_under18* is calibrated on validation. Test splits, at the threshold 0.5 and at "
+             f"{under18['validation_threshold']:.2f} (chosen on validation to call 5 % of minors adults):", "",
+             "| test split | calibration error | minors called adults | of 13-17-year-olds | adults called minors | "
+             "at the lower threshold: minors called adults | adults called minors |", "|---|---|---|---|---|---|---|"]
+    for source, row in under18["per_source"].items():
+        half, low = row["at_0.5"], row["at_validation_threshold"]
+        lines.append(f"| {SOURCE_LABELS.get(source, source)} | {row['reliability']['ece']:.3f} | {pct(half['false_adult'])} "
+                     f"| {pct(half['false_adult_13_17'])} | {pct(half['false_minor'])} | {pct(low['false_adult'])} "
+                     f"| {pct(low['false_minor'])} |")
+    lines += ["", "An estimate with these error rates, not age verification."]
     return "\n".join(lines)
 
 

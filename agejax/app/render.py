@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from agejax.faces.face import Face
@@ -9,7 +10,8 @@ from agejax.scoring import NO_FACE, FoundFaces
 
 DISPLAY_SIDE = 1280  # the annotated photo is shown at most this large
 BOX_COLOUR = (255, 196, 0)
-TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "box (left, top, right, bottom)", "found by"]
+TABLE_HEADERS = ["face", "age", "± (std)", "90 % interval", "p_under18 (estimate)", "box (left, top, right, bottom)",
+                 "found by"]
 
 
 def face_label(face: Face) -> str:
@@ -42,9 +44,46 @@ def face_table(faces: list[Face]) -> list[list]:
     return [
         [index, round(face.age, 1), "" if face.std is None else round(face.std, 1),
          "" if face.low90 is None else f"{face.low90:.0f}-{face.high90:.0f}",
+         "" if face.p_under18 is None else f"{face.p_under18:.2f}",
          ", ".join(map(str, face.box)), face.detector]
         for index, face in enumerate(faces)
     ]
+
+
+def faces_json(faces: list[Face], display_scale: float) -> dict:
+    """What the face picker and its plot need, and the named API returns: every face's figures and
+    distributions. display_scale maps full-size pixels to the annotated photo's."""
+    def rounded(value: float | None, digits: int = 2) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return {
+        "display_scale": display_scale,
+        "faces": [
+            {"face": index, "box": list(face.box), "age": rounded(face.age), "std": rounded(face.std),
+             "low90": rounded(face.low90, 1), "high90": rounded(face.high90, 1), "p_under18": rounded(face.p_under18, 3),
+             "views": None if face.view_probs is None else np.round(face.view_probs, 5).tolist()}
+            for index, face in enumerate(faces)
+        ],
+    }
+
+
+def display_scale(photo: Image.Image, annotated: Image.Image) -> float:
+    """How draw_faces scaled the photo's full-size pixels into the annotated one."""
+    return annotated.width / photo.info.get("full_size", photo.size)[0]
+
+
+def face_at(faces: dict, x: float, y: float) -> int | None:
+    """The face whose box holds a click at (x, y) on the annotated photo (the smallest, where boxes nest)."""
+    scale = faces["display_scale"]
+    hits = [face for face in faces["faces"]
+            if face["box"][0] * scale <= x <= face["box"][2] * scale and face["box"][1] * scale <= y <= face["box"][3] * scale]
+    if not hits:
+        return None
+    return min(hits, key=lambda face: (face["box"][2] - face["box"][0]) * (face["box"][3] - face["box"][1]))["face"]
+
+
+def face_choices(faces: dict | None) -> list[tuple[str, int]]:
+    return [(f"face {face['face']}: {face['age']:.0f} years", face["face"]) for face in (faces or {}).get("faces", [])]
 
 
 def explain(found: FoundFaces) -> str:

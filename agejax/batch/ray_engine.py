@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from agejax.serving.predict import Predictor
 
 BOX = ("left", "top", "right", "bottom")
-SCORES = ("age", "std", "low90", "high90")
+SCORES = ("age", "std", "low90", "high90", "p_under18")
 
 
 def start(address: str | None = None, quiet: bool = False) -> None:

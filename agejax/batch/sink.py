@@ -17,7 +17,8 @@ from agejax.faces.face import Face
 from agejax.scoring import NO_FACE, FoundFaces
 
 COLUMNS = (
-    "path", "face", "crop", "detector", "left", "top", "right", "bottom", "age", "std", "low90", "high90", "model", "error",
+    "path", "face", "crop", "detector", "left", "top", "right", "bottom", "age", "std", "low90", "high90", "p_under18",
+    "model", "error",
 )
 
 
@@ -101,9 +102,10 @@ def rows_of(path: str, error: str, faces: list[Face], model_name: str) -> list[l
         return [[path, *[""] * (len(COLUMNS) - 3), model_name, spreadsheet_safe(error)]]
     rows = []
     for index, face in enumerate(faces):
-        std, low, high = ("" if v is None else f"{v:.{digits}f}"
-                          for v, digits in ((face.std, 2), (face.low90, 1), (face.high90, 1)))
-        rows.append([path, index, face.crop, face.detector, *face.box, f"{face.age:.2f}", std, low, high,
+        std, low, high, p_under18 = (
+            "" if v is None else f"{v:.{digits}f}"
+            for v, digits in ((face.std, 2), (face.low90, 1), (face.high90, 1), (face.p_under18, 3)))
+        rows.append([path, index, face.crop, face.detector, *face.box, f"{face.age:.2f}", std, low, high, p_under18,
                      model_name, ""])
     return rows
 

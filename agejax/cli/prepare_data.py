@@ -59,8 +59,9 @@ def prepare_one(spec: sources.SourceSpec, args: argparse.Namespace) -> None:
     manifest = split.manifest_path(spec.name, args.cache_root)
     if manifest.exists():
         print(prepare.dropped_report(spec, args.cache_root) or "", end="\n" if spec.kind != sources.UTKFACE else "")
-        parts = split.apply_manifest(faces.records, split.read_manifest(manifest))
-        print(parts.report())
+        dropped = split.read_dropped(manifest)  # reported just above, not again as missing from the manifest
+        kept = [record for record in faces.records if record.file_name not in dropped]
+        print(split.apply_manifest(kept, split.read_manifest(manifest)).report())
     for size in args.size:
         start = time.perf_counter()
         built = prepare.prepare(faces, size, args.cache_root, args.workers)

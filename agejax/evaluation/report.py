@@ -102,6 +102,39 @@ def plot_mae_per_decade(per_model: dict[str, list[dict]], out_png: Path, title: 
     _finish(figure, out_png)
 
 
+def plot_reliability(reliability: dict, out_png: Path, title: str) -> None:
+    """Calibrated p_under18 against the share of faces that are minors, per bin of p."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    points = [(p, o, n) for p, o, n in zip(reliability["mean_p"], reliability["share_minors"], reliability["counts"])
+              if p is not None]
+    if points:
+        mean_p, observed, counts = zip(*points)
+        axis.plot(mean_p, observed, marker="o", label=f"model (ECE {reliability['ece']:.3f})")
+        for p, o, n in points:
+            axis.annotate(str(n), (p, o), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted probability of being under 18",
+             ylabel="share of these faces under 18", title=f"{title}: is the face under 18?")
+    axis.legend(loc="upper left")
+    _finish(figure, out_png)
+
+
+def _minors_lines(minors: dict) -> list[str]:
+    rows = []
+    for label, key in (("0.5", "at_0.5"), ("chosen on validation", "at_validation_threshold")):
+        r = minors[key]
+        rows.append(f"| {label} ({r['threshold']:.3f}) | {_pct(r['false_adult'])} | {_pct(r['false_adult_13_17'])} "
+                    f"| {_pct(r['false_minor'])} |")
+    counts = minors["at_0.5"]
+    return [
+        "## Under 18? (calibrated p_under18)", "",
+        f"Expected calibration error {minors['reliability']['ece']:.3f} over {counts['minors']} minors "
+        f"({counts['aged_13_17']} aged 13-17) and {counts['adults']} adults. An estimate, not age verification.", "",
+        "| threshold | minors called adults | of them aged 13-17 | adults called minors |", "|---|---|---|---|",
+        *rows, "", "![reliability of p_under18](reliability.png)", "",
+    ]
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
@@ -127,6 +160,8 @@ def write_evaluation(
     plot_mae_per_decade({title: report["per_decade"]}, out_dir / "mae_per_decade.png", heading)
     if curves_png is not None and Path(curves_png).exists():
         shutil.copy(curves_png, out_dir / "curves.png")
+    if report.get("p_under18"):
+        plot_reliability(report["p_under18"]["reliability"], out_dir / "reliability.png", heading)
 
     overall = report["overall"]
     lines = [
@@ -160,6 +195,8 @@ def write_evaluation(
             cells = " | ".join(_pct(levels[level]["per_decade"][d]["coverage"]) for level in levels)
             lines.append(f"| {decade['decade']} | {decade['count']} | {cells} |")
         lines.append("")
+    if report.get("p_under18"):
+        lines += _minors_lines(report["p_under18"])
     lines += ["![decade confusion](confusion.png)", "", "![MAE per decade](mae_per_decade.png)", "",
               "![true vs predicted](scatter.png)", "", "![signed error](errors.png)", ""]
     if (out_dir / "curves.png").exists():

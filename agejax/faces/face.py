@@ -1,7 +1,8 @@
 """One face as it moves through agejax: found and aligned, then scored, then written out.
 
 Detection fills ``box``, ``detector``, ``crop``, ``score`` and ``chip``; scoring fills ``age``,
-``std`` and the calibrated 90 % interval; the CSV row and the demo's table read them all.
+``std``, the calibrated 90 % interval, ``p_under18`` and the age distribution of each view; the
+CSV row and the demo's table and plot read them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ CROPS: tuple[Crop, ...] = ("face", "aligned", "whole")
 
 @dataclasses.dataclass
 class Face:
-    """A face: where it is, how it was cut and, once scored, its age. std, low90 and high90 stay None
-    where the model has no uncertainty (a regression head)."""
+    """A face: where it is, how it was cut and, once scored, its age. std, low90, high90, p_under18
+    and view_probs stay None where the model has no distribution head (or no calibration)."""
 
     box: tuple[int, int, int, int]  # left, top, right, bottom in the upright image's pixels
     detector: Stage = ""
@@ -31,6 +32,9 @@ class Face:
     std: float | None = None  # the distribution head's own uncertainty
     low90: float | None = None  # the 90 % prediction interval, calibrated on validation
     high90: float | None = None
+    p_under18: float | None = None  # calibrated probability of being under 18 (an estimate, not verification)
+    # (views, bins): the age distribution of the face and, where the model flips, of its mirror image
+    view_probs: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def area(self) -> int:

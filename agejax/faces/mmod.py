@@ -17,7 +17,10 @@ differ slightly near the borders and the boxes agree (tests/test_mmod.py).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ INPUT = "image"
 OUTPUT = "scores"
 LEVEL_PADDING = 11  # black around each level: dlib's pyramid_outer_padding
 MIN_LEVEL_SIDE = 20  # smaller levels hold no face the 80 px window finds
+GRAPH_VERSION = 1  # part of the cached graph's name: raise it when to_onnx changes
 
 
 @dataclasses.dataclass
@@ -186,6 +190,28 @@ def to_onnx(network: Network):
     return helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
 
 
+def cached_graph(path: Path, network: Network) -> bytes:
+    """The network's ONNX graph, kept under CACHE_ROOT/mmod once built: building it imports the onnx
+    package, which takes about a second, and every batch worker would pay that on its first CNN find."""
+    from agejax import CACHE_ROOT
+
+    digest = hashlib.sha256(Path(path).read_bytes() + f"graph {GRAPH_VERSION}".encode()).hexdigest()[:16]
+    cached = CACHE_ROOT / "mmod" / f"{digest}.onnx"
+    try:
+        return cached.read_bytes()
+    except OSError:
+        pass
+    graph = to_onnx(network).SerializeToString()
+    try:  # written whole or not at all: two workers may build it at once
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cached.parent, delete=False) as handle:
+            handle.write(graph)
+        os.replace(handle.name, cached)
+    except OSError:
+        pass  # no writable cache: built again next time
+    return graph
+
+
 class MmodDetector:
     """Faces in an RGB uint8 image: [(left, top, right, bottom, score)], best first."""
 
@@ -201,8 +227,12 @@ class MmodDetector:
         # One thread, as dlib's detector: the batch CLI detects in a process per core.
         options.intra_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(
-            to_onnx(self.network).SerializeToString(), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(
+                cached_graph(path, self.network), options, providers=["CPUExecutionProvider"])
+        except Exception:  # a damaged cached graph: build this one afresh
+            self.session = onnxruntime.InferenceSession(
+                to_onnx(self.network).SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, image: np.ndarray) -> list[tuple[float, float, float, float, float]]:
         height, width = image.shape[:2]

@@ -8,7 +8,9 @@ A checkpoint folder holds
                        ("int8") or as float16 ("float16"); everything else as float32.
                        Beyond SHARD_BYTES the rest goes on in weights-1.npz, weights-2.npz...
     forward.onnx       uint8 faces (any batch) -> the model's outputs, its weights read
-                       from weights.npz (agejax/onnx_graph.py)
+                       from weights.npz (agejax/serving/onnx_graph.py)
+    forward.int8.onnx  the same graph in int8, weights inside, where the export kept it
+                       (agejax/serving/int8.py); prediction prefers it
     metrics.json       what the export measured, written by scripts/export_checkpoint.py
 
 int8 keeps a ResNet50 near 24 MB instead of 94 MB, so the whole repository still
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     import keras
 
 FORMATS = ("int8", "float16", "float32")
+INT8_FILE = "forward.int8.onnx"  # the int8 inference graph that the export may add (serving/int8.py)
 # Each weights file stays under this many bytes: a Hugging Face Space stores files over
 # 10 MB with Git LFS, and the repository keeps every file under 16 MiB.
 SHARD_BYTES = 9 * 10**6
@@ -74,6 +77,7 @@ def save(model: keras.Model, config: TrainConfig, folder: Path, weight_format: s
             arrays[f"{key}:f32"] = value.astype(np.float32)
     for old in weight_files(folder):
         old.unlink()
+    (folder / INT8_FILE).unlink(missing_ok=True)  # built from the old weights; the export builds it anew
     shards: list[dict[str, np.ndarray]] = [{}]
     for name, value in arrays.items():  # int8 barely compresses: raw bytes bound each file
         if shards[-1] and sum(v.nbytes for v in shards[-1].values()) + value.nbytes > SHARD_BYTES:

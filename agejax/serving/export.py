@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 
 from agejax.data import cache, split
-from agejax.evaluation import evaluate, metrics, report
-from agejax.serving import checkpoint
+from agejax.evaluation import evaluate, metrics, minors, report
+from agejax.serving import checkpoint, int8
+from agejax.serving.model_card import SOURCE_LABELS, model_card
 from agejax.serving.predict import Predictor, load_keras
 
-MAX_MAE_SHIFT = 0.05  # years: compression may not move test MAE by more
-SOURCE_LABELS = {"utkface": "UTKFace", "aaf": "All-Age-Faces"}
+MAX_MAE_SHIFT = 0.05  # years: compression may not move test MAE (nor the int8 graph the mean age) by more
 KNOWN_SOURCES = ("utkface", "aaf")  # reported whenever their caches exist, trained on or not
 
 
@@ -55,6 +56,79 @@ def pooled(parts: list[evaluate.LabelledFaces]) -> evaluate.LabelledFaces:
         np.concatenate([np.asarray(p.images) for p in parts]), np.concatenate([p.ages for p in parts]))
 
 
+def median_ms_per_face(predictor: Predictor, faces: np.ndarray, rounds: int = 7) -> float:
+    predictor.predict(faces, batch_size=len(faces))  # warm-up: ONNX Runtime sizes its buffers
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        predictor.predict(faces, batch_size=len(faces))
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times)) / len(faces)
+
+
+def int8_graph(target: Path, config, flip: bool, val: dict, test: dict, cache_root: Path) -> dict:
+    """Builds the int8 graph and keeps it only if it is faster than the float32 graph, moves no
+    source's validation or test MAE, nor its mean predicted age, by more than its limit, and is
+    small enough to ship."""
+    parts = [cache.load_split("train", config.image_size, cache_root, source=s).images for s in config.sources]
+    path = int8.quantize(target, int8.calibration_chips(parts))
+    if path.stat().st_size > int8.MAX_BYTES:  # not measured: it could not ship whatever it measured
+        size = path.stat().st_size
+        path.unlink()
+        return {"kept": False, "why": f"{size / 1e6:.0f} MB: too large to ship", "settings": int8.SETTINGS,
+                "bytes": size}
+    graphs = {"float32": Predictor.load(target, flip=flip, int8_graph=False), "int8": Predictor.load(target, flip=flip)}
+    if graphs["int8"].engine != "onnxruntime-int8":
+        path.unlink()
+        return {"kept": False, "why": "the int8 graph does not load"}
+    mae_shift, age_shift = {}, {}
+    for split_name, split_faces in (("val", val), ("test", test)):
+        for source, faces in split_faces.items():
+            ages = {name: p.predict(faces.images, batch_size=128).age for name, p in graphs.items()}
+            key = f"{split_name} {source}"
+            mae_shift[key] = round(metrics.mae(faces.ages, ages["int8"]) - metrics.mae(faces.ages, ages["float32"]), 4)
+            age_shift[key] = round(float(np.mean(ages["int8"] - ages["float32"])), 4)
+    probe = np.asarray(val["utkface"].images[:128])
+    speed = {name: round(median_ms_per_face(predictor.with_flip(False), probe), 3) for name, predictor in graphs.items()}
+    result = {"settings": int8.SETTINGS, "mae_shift_over_float32": mae_shift, "mean_age_shift_over_float32": age_shift,
+              "ms_per_view_batch128": speed, "speedup": round(speed["float32"] / speed["int8"], 2),
+              "bytes": path.stat().st_size}
+    worst_mae = max(mae_shift.values(), key=abs)
+    worst_age = max(age_shift.values(), key=abs)
+    why = ("" if speed["int8"] < speed["float32"] else "not faster than float32") or (
+        f"moved MAE by {worst_mae:+.3f} (limit {MAX_MAE_SHIFT})" if abs(worst_mae) > MAX_MAE_SHIFT else "") or (
+        f"moved the mean age by {worst_age:+.3f} (limit {MAX_MAE_SHIFT})" if abs(worst_age) > MAX_MAE_SHIFT else "")
+    if why:
+        path.unlink()
+    return {"kept": not why, **({"why": why} if why else {}), **result}
+
+
+def under18_report(predictor: Predictor, calibration: evaluate.LabelledFaces,
+                   test: dict[str, evaluate.LabelledFaces]) -> dict:
+    """p_under18 calibrated on the pooled validation faces, measured on each test split."""
+    def raw(faces: evaluate.LabelledFaces) -> np.ndarray:
+        return minors.raw_p_under18(predictor.predict(faces.images, batch_size=128).probs)
+
+    result = minors.minors_report(raw(calibration), calibration.ages, {s: raw(f) for s, f in test.items()},
+                                  {s: f.ages for s, f in test.items()})
+    return {"calibrated_on": calibration.name, **result}
+
+
+REFERENCE_FIELDS = ("reference_val_mae", "reference_val_mae_without_flip", "reference_test_mae")
+
+
+def carry_reference(before: dict, per_source: dict) -> str:
+    """A checkpoint re-exported in place has no full-precision model to measure again: the figures its
+    first export measured on the run's model.keras stand, for each source whose split is unchanged."""
+    if before.get("source") != "run model.keras":
+        return "checkpoint weights.npz"
+    for source, row in per_source.items():
+        earlier = before.get("per_source", {}).get(source, {})
+        if earlier.get("manifest_sha256") == row["manifest_sha256"] and all(f in earlier for f in REFERENCE_FIELDS):
+            row.update({f: earlier[f] for f in REFERENCE_FIELDS})
+    return "run model.keras"
+
+
 def export(run_dir: Path, name: str, target_root: Path, weights_format: str = "int8",
            cache_root: Path = cache.DEFAULT_ROOT, replace_worse: bool = False, command: str = "") -> dict:
     """Writes target_root/name (weights, graph, metrics, card, reports) and returns its metrics."""
@@ -72,20 +146,25 @@ def export(run_dir: Path, name: str, target_root: Path, weights_format: str = "i
     reference = reference.with_flip(bool(flip))
     reference_val = (with_flip if flip else without_flip)
     target = target_root / name
-    shipped_before = checkpoint.read_metrics(target).get("val_mae")
+    before = checkpoint.read_metrics(target)
+    shipped_before = before.get("val_mae")
     # metrics.json keeps 4 decimals: a re-export in place measures the same model as equal.
     if shipped_before is not None and round(reference_val["utkface"], 4) > shipped_before and not replace_worse:
         raise ExportRefused(f"{target} is better on UTKFace validation ({shipped_before:.3f} against "
                             f"{reference_val['utkface']:.3f}); pass --replace-worse to replace it anyway")
 
     checkpoint.save(model, config, target, weights_format)
-    compressed = Predictor.load(target, flip=reference.flip)
-    if compressed.engine != "onnxruntime":
+    if not Predictor.load(target, int8_graph=False).engine == "onnxruntime":
         raise ExportRefused(f"{target / checkpoint.FORWARD_FILE} does not load back")
+    int8_result = int8_graph(target, config, reference.flip, val, test, cache_root)
+    compressed = Predictor.load(target, flip=reference.flip)  # as it serves: the int8 graph where kept
     calibration = pooled([val[s] for s in config.sources])  # the populations it was trained for
+    under18 = under18_report(compressed, calibration, test) if config.head == "distribution" else None
     reports, per_source = {}, {}
     for source in names:
         result, predicted = evaluate.evaluate_predictor(compressed, test[source], calibration=calibration, verbose=0)
+        if under18:
+            result["p_under18"] = under18["per_source"][source]
         result["command"] = command
         result["set"] = f"{SOURCE_LABELS.get(source, source)} test split"
         reports[source] = (result, predicted)
@@ -99,6 +178,8 @@ def export(run_dir: Path, name: str, target_root: Path, weights_format: str = "i
             "test_coverage": {level: row["coverage"] for level, row in result["conformal"]["levels"].items()},
             "manifest_sha256": split.manifest_hash(split.manifest_path(source, cache_root)),
         }
+    in_place = run_dir.resolve() == target.resolve()
+    origin = carry_reference(before, per_source) if in_place else "run model.keras"
     utk = per_source["utkface"]
     shift = {s: row["test_mae"] - row["reference_test_mae"] for s, row in per_source.items()}
     conformal = reports["utkface"][0]["conformal"]
@@ -115,8 +196,11 @@ def export(run_dir: Path, name: str, target_root: Path, weights_format: str = "i
         "val_mae_per_source": {s: row["val_mae"] for s, row in per_source.items()},
         "test_mae_per_source": {s: row["test_mae"] for s, row in per_source.items()},
         "per_source": per_source,
-        # A run's full-precision model.keras, or a checkpoint's weights re-exported (already compressed).
-        "source": "run model.keras" if (run_dir / "model.keras").exists() else "checkpoint weights.npz",
+        # What the reference figures were measured on: a run's full-precision model.keras, or a checkpoint's
+        # own (already compressed) weights where no run's figures could be carried over.
+        "source": origin,
+        **({"reference_measured_by": before.get("reference_measured_by", before.get("command"))}
+           if in_place and origin == "run model.keras" else {}),
         # Split-conformal thresholds calibrated on validation: interval = age +- threshold (x std).
         "conformal": {
             "score": conformal["score"],
@@ -124,6 +208,8 @@ def export(run_dir: Path, name: str, target_root: Path, weights_format: str = "i
             "thresholds": {level: row["threshold"] for level, row in conformal["levels"].items()},
             "test_coverage": {level: row["coverage"] for level, row in conformal["levels"].items()},
         },
+        **({"p_under18": under18} if under18 else {}),
+        "int8_graph": int8_result,
         "weight_format": weights_format,
         "weights_mb": round(sum(path.stat().st_size for path in checkpoint.weight_files(target)) / 1e6, 2),
         "manifest_sha256": split.manifest_hash(),
@@ -143,45 +229,3 @@ def export(run_dir: Path, name: str, target_root: Path, weights_format: str = "i
     if abs(shift[worst]) > MAX_MAE_SHIFT:
         raise ExportRefused(f"{weights_format} moved {worst} test MAE by {shift[worst]:+.3f} years (limit {MAX_MAE_SHIFT})")
     return shipped
-
-
-def model_card(shipped: dict) -> str:
-    config = shipped["config"]
-    trained_on = " and ".join(SOURCE_LABELS.get(s, s) for s in config.get("sources", ["utkface"]))
-    shares = config.get("source_shares")
-    origin = (f"fine-tuned from an earlier agejax model (`init_weights`: `{config['init_weights']}`; that chain "
-              "began from random initialisation)" if config.get("init_weights") else "trained from random initialisation")
-    rows = "\n".join(
-        f"| {SOURCE_LABELS.get(s, s)} | {row['val_mae']:.2f} | **{row['test_mae']:.2f}** | {row['test_bias']:+.2f} | "
-        f"{100 * row['test_coverage']['90']:.1f} % | `{row['manifest_sha256'][:12]}` |"
-        for s, row in shipped["per_source"].items())
-    flip = (f"yes (UTKFace validation {shipped['reference_val_mae']:.2f} with, "
-            f"{shipped['reference_val_mae_without_flip']:.2f} without)" if shipped["test_time_flip"] else "no")
-    return f"""\
-# agejax {shipped['name']}: {shipped['model']}
-
-Age regressor {origin}, on {trained_on}{f' (shares of each batch: {shares})' if shares else ''}, with
-`python scripts/train.py` and the config in `config.json`, then exported with
-`{shipped['command'] or 'python scripts/export_checkpoint.py'}`.
-
-| source (frozen split) | validation MAE | **test MAE** | test bias | 90 % interval covers | manifest |
-|---|---|---|---|---|---|
-{rows}
-
-- Test-time flip, chosen on validation: {flip}.
-- Best epoch, chosen on validation: {shipped['best_epoch']} of {config['epochs']}.
-- {shipped['parameters']:,} parameters; input {config['image_size']}x{config['image_size']} RGB aligned face crop;
-  weights {shipped['weights_mb']:.1f} MB ({shipped['weight_format']}); compression moved test MAE by at most
-  {abs(shipped['compression_test_mae_shift']):.3f} years.
-
-Every figure above is in `metrics.json`, written by the export command; the full reports are in `report/`
-(UTKFace) and `report/<source>/`.
-
-- **Data.** UTKFace and All-Age-Faces are for **non-commercial research only**, and so are these weights.
-  Each source is split 80/10/10, stratified by age and gender; near-duplicate images were dropped.
-- **Intended use.** Research and demos of apparent-age estimation from aligned faces. Not for decisions about
-  people: errors are years wide, larger for the elderly, and the sources over-represent some groups (see the
-  reports).
-- **Limitations.** UTKFace's ages were estimated and checked by people, All-Age-Faces' are stated ages; children
-  and people over 70 are few in training; old photos tend to read older; faces must be aligned like UTKFace chips.
-"""

@@ -21,8 +21,9 @@ from PIL import Image
 from agejax import SHIPPED_ROOT
 from agejax.data.images import to_square_array
 from agejax.data.labels import MAX_AGE, NUM_AGE_BINS
+from agejax.evaluation import minors
 from agejax.evaluation.conformal import interval_half_width
-from agejax.serving import checkpoint
+from agejax.serving import checkpoint, int8
 from agejax.training.configs import TrainConfig
 
 if TYPE_CHECKING:
@@ -48,6 +49,15 @@ def default_model() -> str:
 class Prediction:
     age: np.ndarray  # (N,) float years
     std: np.ndarray | None  # (N,) the distribution head's own uncertainty; None for regression
+    # The distribution head's output for each view: (N, 1, bins), or (N, 2, bins) with the
+    # mirror image second; the answer is their mean. None for regression.
+    view_probs: np.ndarray | None = None
+    p_under18: np.ndarray | None = None  # (N,) calibrated; None without a calibration
+
+    @property
+    def probs(self) -> np.ndarray | None:
+        """(N, bins): each face's age distribution, its views averaged."""
+        return None if self.view_probs is None else self.view_probs.mean(axis=1)
 
 
 def summarize_outputs(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -115,12 +125,14 @@ class Predictor:
         self.config = config
         self.path = path  # the checkpoint folder or run directory it came from
         self.base_name = path.name
-        self.engine = engine  # "onnxruntime" (the checkpoint's forward.onnx) or "keras"
+        self.engine = engine  # "onnxruntime-int8" (forward.int8.onnx), "onnxruntime" (forward.onnx) or "keras"
         self.image_size = config.image_size
         self.head = config.head
         shipped = checkpoint.read_metrics(path)
         # Split-conformal thresholds from the export (calibrated on validation), if any.
         self.conformal_thresholds = shipped.get("conformal", {}).get("thresholds", {})
+        # Platt scaling of the distribution's mass below 18, fitted on validation by the export.
+        self.minors_calibration = shipped.get("p_under18", {}).get("calibration")
         # Average each face with its mirror image, where the export found that better on validation.
         self.export_flip = bool(shipped.get("test_time_flip", False))
         self.flip = self.export_flip if flip is None else flip
@@ -129,15 +141,20 @@ class Predictor:
         self._model_lock = threading.Lock()
 
     @classmethod
-    def load(cls, name_or_path: str | Path, flip: bool | None = None) -> Predictor:
+    def load(cls, name_or_path: str | Path, flip: bool | None = None, int8_graph: bool = True) -> Predictor:
         """A shipped name ("cnn", "resnet50"), a checkpoint folder, or a training run directory.
 
         ``flip`` scores each face with its mirror image too (True) or alone (False, half the
-        work); by default as the checkpoint's export chose on validation.
+        work); by default as the checkpoint's export chose on validation. A checkpoint's int8
+        graph serves where it has one, unless ``int8_graph`` is False (then its float32 graph).
         """
         path = CHECKPOINTS / str(name_or_path) if str(name_or_path) in SHIPPED else Path(name_or_path)
         if (path / "weights.npz").exists():
             config = TrainConfig.from_json(path / "config.json")
+            if int8_graph:  # kept by the export only where it was faster and as accurate
+                forward = int8.load_int8_forward(path, config.image_size)
+                if forward is not None:
+                    return cls(graph_forward(forward), config, path, "onnxruntime-int8", flip)
             forward = checkpoint.load_forward(path, config)
             if forward is not None:
                 return cls(graph_forward(forward), config, path, "onnxruntime", flip)
@@ -167,15 +184,27 @@ class Predictor:
         if faces.shape[1:3] != (self.image_size, self.image_size):
             faces = np.stack([to_square_array(Image.fromarray(f), self.image_size) for f in faces])
         if len(faces) == 0:
-            return Prediction(np.zeros(0), np.zeros(0) if self.head == "distribution" else None)
+            return self._empty()
         with self._model_lock:
             if self.flip:  # both views in one call; the distribution head's outputs average to their mixture
                 both = self.forward(np.concatenate([faces, faces[:, :, ::-1]]), 2 * batch_size, verbose)
-                outputs = (both[: len(faces)] + both[len(faces) :]) / 2
+                views = np.stack([both[: len(faces)], both[len(faces) :]], axis=1)
             else:
-                outputs = self.forward(faces, batch_size, verbose)
-        age, std = summarize_outputs(outputs)
-        return Prediction(age=age, std=std)
+                views = self.forward(faces, batch_size, verbose)[:, None]
+        age, std = summarize_outputs(views.mean(axis=1))
+        if self.head != "distribution":
+            return Prediction(age=age, std=std)
+        p_under18 = None
+        if self.minors_calibration is not None:
+            p_under18 = minors.calibrated(minors.raw_p_under18(views.mean(axis=1)), self.minors_calibration)
+        return Prediction(age=age, std=std, view_probs=views, p_under18=p_under18)
+
+    def _empty(self) -> Prediction:
+        if self.head != "distribution":
+            return Prediction(np.zeros(0), None)
+        views = np.zeros((0, 2 if self.flip else 1, NUM_AGE_BINS))
+        return Prediction(np.zeros(0), np.zeros(0), views, None if self.minors_calibration is None else np.zeros(0))
+
     def interval(self, prediction: Prediction, level: str = "90") -> tuple[np.ndarray, np.ndarray] | None:
         """The calibrated prediction interval (low, high) in years, or None if the checkpoint has none."""
         threshold = self.conformal_thresholds.get(level)

@@ -1,14 +1,17 @@
 """Training speed: real train steps timed after warm-up, in one process.
 
-Three variants of the same config run one after another:
+Four variants of the same config run one after another:
 
-    fast_convolutions   real augmented batches, agejax.conv's convolutions (how training runs)
+    fast_convolutions   real augmented batches, agejax.conv's convolutions, the config's dtype
+                        policy (how training runs)
     stock_convolutions  the same with Keras' stock Conv2D: the baseline for the speed-up
     on_device_floor     fast convolutions on one batch already on the device, augmentation off:
                         the input pipeline's floor
+    float32, mixed_bfloat16
+                        fast convolutions with each dtype policy, the config's own included
 
-The ratios between their median step times show what the convolutions gain and what
-the input pipeline costs.
+The ratios between their median step times show what the convolutions gain, what
+bfloat16 activations gain and what the input pipeline costs.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import keras
 import numpy as np
 
 from agejax.data import cache, pipeline
-from agejax.training.configs import TrainConfig
-from agejax.training.train import compiled_model, setup_devices
+from agejax.training.configs import DTYPE_POLICIES, TrainConfig
+from agejax.training.train import compiled_model, dtype_policy, setup_devices
 
-VARIANTS = ("fast_convolutions", "stock_convolutions", "on_device_floor")
+VARIANTS = ("fast_convolutions", "stock_convolutions", "on_device_floor", "float32", "mixed_bfloat16")
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -106,12 +109,14 @@ def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root:
     batches = pipeline.ArrayBatches(
         pipeline.on_accelerator(images), ages, config.batch_size, shuffle=True, seed=config.seed
     )
-    results = {"config": dataclasses.asdict(config), "devices": device_info, "data": data_source}
+    results = {"config": dataclasses.asdict(config), "devices": device_info, "dtype_policy": dtype_policy(config),
+               "data": data_source}
     on_device = [tuple(on_device_input(part) for part in batches[0])]
     for variant in VARIANTS:
         floor = variant == "on_device_floor"
+        variant_config = dataclasses.replace(config, dtype_policy=variant) if variant in DTYPE_POLICIES else config
         model, times = time_train_steps(
-            config, on_device if floor else batches, steps, warmup,
+            variant_config, on_device if floor else batches, steps, warmup,
             fast_convolutions=variant != "stock_convolutions", augment=not floor,
         )
         step = float(np.median(times[warmup:]))
@@ -130,5 +135,6 @@ def benchmark(config: TrainConfig, steps: int = 20, warmup: int = 3, cache_root:
         results[variant]["train_tflops_per_s"] = round(3 * flops * results[variant]["images_per_s"] / 1e12, 4)
     step_ms = {variant: results[variant]["median_step_ms"] for variant in VARIANTS}
     results["fast_over_stock_speedup"] = round(step_ms["stock_convolutions"] / step_ms["fast_convolutions"], 3)
+    results["bfloat16_over_float32_speedup"] = round(step_ms["float32"] / step_ms["mixed_bfloat16"], 3)
     results["real_over_on_device_step_ratio"] = round(step_ms["fast_convolutions"] / step_ms["on_device_floor"], 3)
     return results

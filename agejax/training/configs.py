@@ -46,6 +46,9 @@ class TrainConfig:
     # with the lowest mean over the sources.
     sources: tuple[str, ...] = ("utkface",)
     source_shares: tuple[float, ...] | None = None
+    # Keras dtype policy of the train step: "auto" is mixed_bfloat16 on GPUs and float32 on
+    # CPUs; "mixed_bfloat16" keeps activations in bfloat16 between layers (variables float32).
+    dtype_policy: str = "auto"
 
     def __post_init__(self):
         self.sources = tuple(self.sources)  # JSON gives lists
@@ -53,6 +56,8 @@ class TrainConfig:
             self.source_shares = tuple(float(s) for s in self.source_shares)
             if len(self.source_shares) != len(self.sources) or min(self.source_shares) <= 0:
                 raise ValueError(f"source_shares {self.source_shares} needs one positive share per source {self.sources}")
+        if self.dtype_policy not in DTYPE_POLICIES:
+            raise ValueError(f"unknown dtype_policy {self.dtype_policy!r}; expected one of {DTYPE_POLICIES}")
 
     def augmentation(self) -> dict[str, float]:
         """The Augment layer's strengths."""
@@ -66,6 +71,7 @@ class TrainConfig:
         return cls(**json.loads(Path(path).read_text()))
 
 
+DTYPE_POLICIES = ("auto", "float32", "mixed_bfloat16")
 AUGMENTATION_FIELDS = (
     "max_zoom", "max_shift", "max_brightness", "max_contrast",
     "max_rotation_deg", "grey_prob", "blur_prob", "dark_prob", "max_dimming", "max_noise",

@@ -110,8 +110,9 @@ def build_model(
     strengths (its defaults where left out).
     """
     inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
-    x = ToFloat(name="to_float")(inputs)
-    x = Augment(seed=augment_seed, name="augment", **(augmentation or {}))(x)
+    # Cast and augmentation stay float32 under a bfloat16 policy: the backbone casts after them.
+    x = ToFloat(name="to_float", dtype="float32")(inputs)
+    x = Augment(seed=augment_seed, name="augment", dtype="float32", **(augmentation or {}))(x)
     if backbone == "cnn":
         if weights is not None:
             raise ValueError("the cnn has no pretrained weights; train it or load a checkpoint")

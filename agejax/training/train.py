@@ -50,15 +50,20 @@ from agejax.training.configs import TrainConfig
 
 
 def setup_devices() -> str:
-    """Data parallelism over every device of every process; bfloat16 compute on GPUs. Returns a description."""
+    """Data parallelism over every device of every process. Returns a description."""
     devices = jax.devices()
     if len(devices) > 1:
         # ArrayBatches already gives each process its share of every global batch.
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
-    if devices[0].platform == "gpu":
-        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
-    return f"{len(devices)} x {devices[0].device_kind}{processes}, policy {keras.mixed_precision.dtype_policy().name}"
+    return f"{len(devices)} x {devices[0].device_kind}{processes}"
+
+
+def dtype_policy(config: TrainConfig) -> str:
+    """The config's Keras dtype policy, "auto" resolved for the devices in use."""
+    if config.dtype_policy != "auto":
+        return config.dtype_policy
+    return "mixed_bfloat16" if jax.devices()[0].platform == "gpu" else "float32"
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
@@ -81,6 +86,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
 
 
 def compiled_model(config: TrainConfig, steps_per_epoch: int, fast_convolutions: bool = True) -> keras.Model:
+    """The config's model, compiled; its layers compute in the config's dtype policy."""
+    keras.mixed_precision.set_dtype_policy(dtype_policy(config))  # Keras reads it when each layer is made
     model = models.build_from_config(config, fast_convolutions)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
@@ -233,6 +240,7 @@ def train(
         "manifest_sha256": split.manifest_hash(),
         "git_commit": commit_file.read_text().strip(),
         "devices": device_info,
+        "dtype_policy": dtype_policy(config),
         "processes": jax.process_count(),
         "train_seconds_last_session": round(train_seconds, 1),
         # Wall clock over all sessions, compilation included, up to the chosen epoch and in all.
