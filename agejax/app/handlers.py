@@ -135,14 +135,12 @@ def make_batch(predictors: dict[str, Predictor]):
         rows = [[row[c] for c in sink.COLUMNS] for row in records]
         message = f"Scored: {summary.line()}."
         scored = [row for row in records if row["age"]]
-        histogram = None
-        if scored:
-            p_under18 = [float(row["p_under18"]) if row["p_under18"] else None for row in scored]
-            histogram = plots.batch_ages([float(row["age"]) for row in scored], p_under18)
-            known = [p for p in p_under18 if p is not None]
-            if known:
-                message += (f" {100 * np.mean(np.asarray(known) >= 0.5):.0f} % of the {len(known)} faces are estimated "
-                            "under 18 (p_under18 at least 0.5; an estimate, not age verification).")
+        known = [float(row["p_under18"]) for row in scored if row["p_under18"]]
+        share_under18 = float(np.mean(np.asarray(known) >= 0.5)) if known else None
+        histogram = plots.batch_ages([float(row["age"]) for row in scored], share_under18) if scored else None
+        if share_under18 is not None:
+            message += (f" {100 * share_under18:.0f} % of the {len(known)} faces are estimated under 18 "
+                        "(p_under18 at least 0.5; an estimate, not age verification).")
         labelled = evaluate.labelled_rows(out_path)
         if labelled is not None:
             error = mae(labelled["true"], labelled["predicted"])

@@ -38,12 +38,11 @@ def face_distribution(face: dict):
     return figure
 
 
-def batch_ages(ages: list[float], p_under18: list[float | None]):
+def batch_ages(ages: list[float], share_under18: float | None):
     """A histogram of a batch's ages, its title giving the share estimated under 18."""
     figure, axis = _figure(7, 3)
     ages = np.asarray(ages, np.float64)
     axis.hist(ages, bins=np.arange(0, max(90, ages.max(initial=0) + 5) + 5, 5), color="#1f77b4", edgecolor="white")
-    known = [p for p in p_under18 if p is not None]
-    under = f"; {100 * np.mean(np.asarray(known) >= 0.5):.0f} % estimated under 18" if known else ""
+    under = "" if share_under18 is None else f"; {100 * share_under18:.0f} % estimated under 18"
     axis.set(xlabel="estimated age (years, 5-year bins)", ylabel="faces", title=f"{len(ages)} faces{under}")
     return figure

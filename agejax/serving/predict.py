@@ -191,12 +191,13 @@ class Predictor:
                 views = np.stack([both[: len(faces)], both[len(faces) :]], axis=1)
             else:
                 views = self.forward(faces, batch_size, verbose)[:, None]
-        age, std = summarize_outputs(views.mean(axis=1))
+        outputs = views.mean(axis=1)
+        age, std = summarize_outputs(outputs)
         if self.head != "distribution":
             return Prediction(age=age, std=std)
         p_under18 = None
         if self.minors_calibration is not None:
-            p_under18 = minors.calibrated(minors.raw_p_under18(views.mean(axis=1)), self.minors_calibration)
+            p_under18 = minors.calibrated(minors.raw_p_under18(outputs), self.minors_calibration)
         return Prediction(age=age, std=std, view_probs=views, p_under18=p_under18)
 
     def _empty(self) -> Prediction:
