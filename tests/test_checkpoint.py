@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from agejax import SHIPPED_ROOT
-from agejax.serving import checkpoint, int8, predict
+from agejax.serving import checkpoint, export, int8, predict
 from agejax.serving.predict import CHECKPOINTS, Predictor
 from agejax.training import models
 from agejax.training.configs import TrainConfig
@@ -214,3 +214,21 @@ def test_the_shipped_models_were_trained_with_the_presets_the_readme_names():
 
     assert TrainConfig.from_json(CHECKPOINTS / "cnn" / "config.json") == PRESETS["cnn_96px_mixed_ft"]
     assert TrainConfig.from_json(CHECKPOINTS / "resnet50" / "config.json") == PRESETS["resnet50_96px_dim"]
+
+
+def test_the_export_scores_each_split_once_and_keeps_every_answer(tmp_path):
+    _, folder = tiny(tmp_path)
+    calls = []
+
+    class Counting(Predictor):
+        def predict(self, faces, batch_size=64, verbose=0):
+            calls.append(len(faces))
+            return super().predict(faces, batch_size, verbose)
+
+    remembered = export.RememberedPredictions(Counting.load(folder))
+    rng = np.random.default_rng(0)
+    first, second = (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for n in (5, 3))
+    answers = [remembered.predict(first), remembered.predict(second), remembered.predict(first)]
+    assert calls == [5, 3]
+    assert answers[0] is answers[2] and len(answers[1].age) == 3
+    np.testing.assert_array_equal(answers[0].age, Predictor.load(folder).predict(first).age)

@@ -31,8 +31,22 @@ class ExportRefused(Exception):
     """The export would replace a better checkpoint, or compression cost too much."""
 
 
-def mae(predictor: Predictor, faces: evaluate.LabelledFaces) -> float:
+def mae(predictor: Predictor | RememberedPredictions, faces: evaluate.LabelledFaces) -> float:
     return metrics.mae(faces.ages, predictor.predict(faces.images, batch_size=128).age)
+
+
+class RememberedPredictions:
+    """A predictor that scores each image array once: the export asks for the same splits many times."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+        self.name = predictor.name
+        self._done: dict[int, tuple[np.ndarray, object]] = {}  # id -> (the array, kept alive; its prediction)
+
+    def predict(self, images: np.ndarray, batch_size: int = 128, verbose: int = 0):
+        if id(images) not in self._done:
+            self._done[id(images)] = (images, self.predictor.predict(images, batch_size=batch_size, verbose=verbose))
+        return self._done[id(images)][1]
 
 
 def sources_to_report(config_sources, image_size: int, cache_root: Path) -> list[str]:
@@ -103,7 +117,7 @@ def int8_graph(target: Path, config, flip: bool, val: dict, test: dict, cache_ro
     return {"kept": not why, **({"why": why} if why else {}), **result}
 
 
-def under18_report(predictor: Predictor, calibration: evaluate.LabelledFaces,
+def under18_report(predictor: Predictor | RememberedPredictions, calibration: evaluate.LabelledFaces,
                    test: dict[str, evaluate.LabelledFaces]) -> dict:
     """p_under18 calibrated on the pooled validation faces, measured on each test split."""
     def raw(faces: evaluate.LabelledFaces) -> np.ndarray:
@@ -157,7 +171,8 @@ def export(run_dir: Path, name: str, target_root: Path, weights_format: str = "i
     if not Predictor.load(target, int8_graph=False).engine == "onnxruntime":
         raise ExportRefused(f"{target / checkpoint.FORWARD_FILE} does not load back")
     int8_result = int8_graph(target, config, reference.flip, val, test, cache_root)
-    compressed = Predictor.load(target, flip=reference.flip)  # as it serves: the int8 graph where kept
+    # As it serves: the int8 graph where kept.
+    compressed = RememberedPredictions(Predictor.load(target, flip=reference.flip))
     calibration = pooled([val[s] for s in config.sources])  # the populations it was trained for
     under18 = under18_report(compressed, calibration, test) if config.head == "distribution" else None
     reports, per_source = {}, {}
