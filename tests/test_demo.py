@@ -22,6 +22,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from agejax import scoring
 from agejax.app import app as demo
 from agejax.app import handlers, live, model_cards, render
 from agejax.app import server as demo_server
@@ -139,11 +140,14 @@ def test_webcam_tracks_smooth_ages_and_outlive_a_missed_frame():
     assert live.follow(tracks, []) == []
 
 
-def test_aligned_crops_and_greyscale_photos_are_scored(client, tmp_path):
+def test_aligned_crops_and_greyscale_photos_are_scored(client, server, tmp_path):
     crop = REPO / "examples" / "utkface_72.jpg"
     image, rows, message = estimate(client, crop, aligned=True)
     assert message.startswith("Scored as an aligned face crop") and len(rows) == 1
     assert rows[0][BOX] == "0, 0, 200, 200"
+    # The same age as the batch CLI and score_image give the file (the table rounds to 0.1).
+    expected = scoring.score_image(crop, server[1]["cnn"], aligned=True)[0].age
+    assert abs(rows[0][1] - expected) <= 0.05
     grey = tmp_path / "grey.png"
     Image.open(REPO / "examples" / "grace_hopper.jpg").convert("L").save(grey)
     _, rows, message = estimate(client, grey)

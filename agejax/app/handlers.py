@@ -62,7 +62,9 @@ def make_estimate(predictors: dict[str, Predictor]):
                 except UnusableImage as err:
                     found.append(FoundFaces(error=str(err)))
                     continue
-                found.append(find_faces(photos[i], predictor.image_size, aligned=aligned, whole_if_no_face=whole,
+                # An aligned crop's chip comes from a decode at the model's size, as in the batch CLI.
+                chip_source = read(paths[i], predictor.image_size) if aligned else photos[i]
+                found.append(find_faces(chip_source, predictor.image_size, aligned=aligned, whole_if_no_face=whole,
                                         detector=detector))
             for i, faces_found, faces in zip(members, found, score_faces(found, predictor, MAX_BATCH)):
                 if faces:

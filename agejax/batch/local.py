@@ -56,7 +56,7 @@ def prepare_reader(aligned: bool) -> None:
 def read_file(root: Path, relative: str, options: ReadOptions) -> FileResult:
     """Decodes one file and cuts its face chips; every failure becomes a short error."""
     try:
-        image = scoring.read(root / relative)
+        image = scoring.read(root / relative, options.image_size if options.aligned else scoring.MAX_DECODE_SIDE)
     except scoring.UnusableImage as err:
         return FileResult(relative, FoundFaces(error=str(err)))
     found = scoring.find_faces(image, options.image_size, aligned=options.aligned,
