@@ -1,12 +1,15 @@
 """Demo latency and throughput through gradio_client, against a real `python demo.py` server.
 
-    python benchmarks/demo_latency.py
+    python benchmarks/demo_latency.py [--baseline REV]
 
 Starts demo.py on a free port (and reports how long it takes to be ready), then for
 each shipped model sends one 640 px photo with one face: sequentially (median and p90
 latency from request to response), and from 10 concurrent clients (the queue batches
 their requests). First it measures Gradio's own floor on this machine: an app with the
-same inputs and outputs that does no work. Writes benchmarks/results/demo_latency.json.
+same inputs and outputs that does no work. With ``--baseline REV`` it also times the default
+model's sequential calls in the demo of an earlier commit (checked out into a temporary git
+worktree and served by the same Python), so a change's cost is measured in the same run.
+Writes benchmarks/results/demo_latency.json.
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, command: list[str], env: dict | None = None) -> tuple[subprocess.Popen, float]:
+def start_server(port: int, command: list[str], env: dict | None = None, cwd: Path = REPO) -> tuple[subprocess.Popen, float]:
     start = time.perf_counter()
-    server = subprocess.Popen([sys.executable, *command, "--port", str(port)], cwd=REPO,
+    server = subprocess.Popen([sys.executable, *command, "--port", str(port)], cwd=cwd,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})})
     while True:
@@ -79,11 +82,38 @@ def timed_call(client: Client, photo: Path, model: str) -> float:
     return elapsed
 
 
+def sequential_ms(url: str, photo: Path, model: str, calls: int) -> list[float]:
+    client = Client(url, verbose=False)
+    for _ in range(5):
+        timed_call(client, photo, model)  # warm-up
+    return [1000 * timed_call(client, photo, model) for _ in range(calls)]
+
+
+def time_baseline(revision: str, photo: Path, model: str, calls: int) -> dict:
+    """The same sequential calls against the demo of an earlier commit."""
+    worktree = Path(tempfile.mkdtemp()) / "baseline"
+    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(worktree), revision], cwd=REPO, check=True)
+    try:
+        port = free_port()
+        server, _ = start_server(port, [str(worktree / "demo.py")], cwd=worktree)
+        try:
+            latencies = sequential_ms(f"http://127.0.0.1:{port}/", photo, model, calls)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO, check=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return {"revision": commit, "model": model, "sequential_median_ms": round(statistics.median(latencies), 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=30, help="sequential calls per model (default 30)")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--calls-per-client", type=int, default=5)
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also time the default model in the demo of this earlier commit, in the same run")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -118,19 +148,17 @@ def main() -> int:
     port = free_port()
     server, ready_s = start_server(port, [str(REPO / "demo.py")])
     url = f"http://127.0.0.1:{port}/"
-    results = {"command": "python benchmarks/demo_latency.py", "ready_seconds": round(ready_s, 1),
+    command = "python benchmarks/demo_latency.py" + (f" --baseline {args.baseline}" if args.baseline else "")
+    results = {"command": command, "ready_seconds": round(ready_s, 1),
                "photo": f"{Image.open(photo).width} x 640 px, one face",
                "gradio_floor_median_ms": round(floor_ms, 1), "models": {}}
     print(f"demo.py ready in {ready_s:.1f} s; photo {results['photo']}")
     try:
-        client = Client(url, verbose=False)
         config = httpx.get(f"{url}config").json()
         radio = next(c for c in config["components"] if c.get("props", {}).get("label") == "model")
         models = [choice[1] for choice in radio["props"]["choices"]]
         for model in models:
-            for _ in range(5):
-                timed_call(client, photo, model)  # warm-up
-            sequential = [timed_call(client, photo, model) for _ in range(args.calls)]
+            sequential = [ms / 1000 for ms in sequential_ms(url, photo, model, args.calls)]
             clients = [Client(url, verbose=False) for _ in range(args.clients)]
 
             def one_client(c: Client, own_photo: Path, model: str = model) -> list[float]:
@@ -158,6 +186,13 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    if args.baseline:
+        baseline = time_baseline(args.baseline, photo, models[0], args.calls)
+        baseline["this_minus_baseline_ms"] = round(results["models"][models[0]]["sequential_median_ms"]
+                                                   - baseline["sequential_median_ms"], 1)
+        results["baseline"] = baseline
+        print(f"{models[0]} at {baseline['revision']}: alone median {baseline['sequential_median_ms']} ms "
+              f"(this code {baseline['this_minus_baseline_ms']:+.1f} ms)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(REPO)}")

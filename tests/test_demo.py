@@ -380,6 +380,23 @@ def test_the_model_choice_states_test_mae_and_defaults_to_the_best_on_validation
             metrics = json.loads((REPO / "checkpoints" / name / "metrics.json").read_text())
             per_source = metrics.get("test_mae_per_source") or {"utkface": metrics["test_mae"]}
             assert f"UTKFace {per_source['utkface']:.2f}" in label and "trained on UTKFace" in label
+        assert radio["info"] == model_cards.which_to_use(list(names))
+
+
+def test_the_advice_names_the_model_to_use_from_validation(tmp_path, monkeypatch):
+    def write(name, utkface, aaf):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"val_mae_per_source": {"utkface": utkface, "aaf": aaf}}))
+
+    monkeypatch.setattr(model_cards, "CHECKPOINTS", tmp_path)
+    write("cnn", 4.8, 5.7)
+    write("resnet50", 6.6, 9.0)
+    advice = model_cards.which_to_use(["cnn", "resnet50"])
+    assert advice.startswith("**Use the CNN**: it has the lowest validation MAE on every source")
+    assert "UTKFace CNN 4.80, ResNet50 6.60" in advice and "All-Age-Faces CNN 5.70, ResNet50 9.00" in advice
+    (tmp_path / "resnet50" / "metrics.json").write_text(json.dumps({"val_mae_per_source": {"utkface": 6.6, "aaf": 5.0}}))
+    advice = model_cards.which_to_use(["cnn", "resnet50"])
+    assert advice.startswith("The CNN is the default: it has the lowest validation MAE on UTKFace")
 
 
 def box_colour_pixels(image: Image.Image) -> int:

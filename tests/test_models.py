@@ -87,6 +87,13 @@ def test_augment_keeps_shape_and_dtype_and_is_deterministic_under_a_seed():
     np.testing.assert_array_equal(np.asarray(still(images, training=True)), images)
 
 
+def test_a_saved_model_keeps_its_augmentation_strengths(tmp_path):
+    config = TrainConfig(image_size=32, grey_prob=0.2, old_photo_prob=0.3, max_noise=4.0, max_rotation_deg=12.0)
+    models.build_from_config(config).save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    assert loaded.get_layer("augment").magnitudes() == config.augmentation()
+
+
 def test_augment_flips_the_content_left_to_right_some_of_the_time():
     # A bright left half must end on the right after a flip with no other change.
     image = np.zeros((1, 32, 32, 3), "float32")

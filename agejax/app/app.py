@@ -36,7 +36,8 @@ def photo_input(**kwargs) -> gr.Image:
 
 def model_input(choices: list) -> gr.Radio:
     """The model choice; a name that is not installed reaches the function, which says so."""
-    return server.lenient(gr.Radio(choices, value=choices[0][1], label="model"), str)
+    names = [name for _, name in choices]
+    return server.lenient(gr.Radio(choices, value=names[0], label="model", info=model_cards.which_to_use(names)), str)
 
 
 def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:

@@ -40,6 +40,22 @@ def model_label(name: str) -> str:
     return f"{label(name)}: test MAE {errors} years; trained on {trained_on(metrics.get('config', {}))}"
 
 
+def which_to_use(names: list[str]) -> str:
+    """Which model to pick and why, from each checkpoint's validation MAE per source (lowest first)."""
+    validation = {name: checkpoint.read_metrics(CHECKPOINTS / name).get("val_mae_per_source") or {} for name in names}
+    best, others = names[0], names[1:]
+    if not others or not validation[best]:
+        return f"The {label(best)} is the default."
+    sources = list(validation[best])
+    ahead_everywhere = all(validation[best][s] <= validation[o].get(s, float("inf")) for o in others for s in sources)
+    figures = "; ".join(
+        f"{SOURCE_LABELS.get(s, s)} " + ", ".join(f"{label(n)} {validation[n][s]:.2f}" for n in names if s in validation[n])
+        for s in sources)
+    verdict = (f"**Use the {label(best)}**: it has the lowest validation MAE on every source" if ahead_everywhere
+               else f"The {label(best)} is the default: it has the lowest validation MAE on UTKFace")
+    return f"{verdict} (validation MAE in years: {figures}). It is the default everywhere."
+
+
 def read_report(name: str) -> dict | None:
     path = CHECKPOINTS / name / "report" / "metrics.json"
     return json.loads(path.read_text()) if path.exists() else None

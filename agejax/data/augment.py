@@ -51,18 +51,11 @@ class Augment(keras.layers.Layer):
         seed: int | None = None,
         **kwargs,
     ):
+        # The named arguments stay in the signature: Keras rebuilds the layer's config from them.
+        arguments = locals()
         super().__init__(**kwargs)
-        self.max_zoom = max_zoom
-        self.max_shift = max_shift
-        self.max_brightness = max_brightness
-        self.max_contrast = max_contrast
-        self.max_rotation_deg = max_rotation_deg
-        self.grey_prob = grey_prob
-        self.blur_prob = blur_prob
-        self.dark_prob = dark_prob
-        self.max_dimming = max_dimming
-        self.max_noise = max_noise
-        self.old_photo_prob = old_photo_prob
+        for name in AUGMENTATION_FIELDS:
+            setattr(self, name, arguments[name])
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
