@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from agejax.cli import evaluate as evaluate_script
+from agejax.data import cache, split
 from agejax.evaluation import conformal, metrics
 
 from conftest import jpeg_bytes, save_tiny_checkpoint
@@ -126,3 +127,24 @@ def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_c
     assert (out / "mae_per_decade.png").stat().st_size > 0
     text = (out / "comparison.md").read_text()
     assert "| ckpt |" in text and "| regression |" in text
+
+
+def test_evaluate_script_reads_another_sources_split_and_calibrates_on_its_validation(tmp_path, tiny_checkpoint):
+    rng = np.random.default_rng(2)
+
+    def part(n, age):
+        return cache.SplitArrays(rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8), np.full(n, age, np.int32),
+                                 np.zeros(n, np.int8), np.full(n, -1, np.int8), np.array([f"{i}.jpg" for i in range(n)]))
+
+    root = tmp_path / "cache"
+    cache.write({"train": part(4, 30), "val": part(6, 30), "test": part(5, 30)}, 32, root)
+    cache.write({"train": part(4, 70), "val": part(8, 70), "test": part(7, 70)}, 32, root, split.PACKAGED / "aaf.csv")
+    out = tmp_path / "report"
+    assert evaluate_script.main(["--model", str(tiny_checkpoint), "--source", "aaf", "--out", str(out),
+                                 "--cache-root", str(root)]) == 0
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["overall"]["count"] == 7
+    # The untrained model answers near 58 for every face: 12 years under All-Age-Faces' 70, not 28 over UTKFace's 30.
+    assert written["overall"]["bias"] < 0 and written["overall"]["mae"] == pytest.approx(-written["overall"]["bias"])
+    # Calibrated on this source's validation (errors of 12 years), not UTKFace's (28): about 24 years wide, not 56.
+    assert written["conformal"]["levels"]["80"]["mean_width"] < 40

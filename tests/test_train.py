@@ -254,6 +254,32 @@ def test_batches_mix_sources_in_their_shares():
     assert pipeline._shares_of(64, [2, 1, 1]) == [32, 16, 16] and pipeline._shares_of(10, [0.99, 0.01]) == [9, 1]
 
 
+def test_age_balance_weights_lift_rare_ages_and_average_one():
+    ages = np.array([25] * 90 + [15] * 9 + [80])
+    assert np.array_equal(pipeline.age_balance_weights(ages, 0.0), np.ones(100))
+    weights = pipeline.age_balance_weights(ages, 0.5)
+    assert weights.mean() == pytest.approx(1.0, abs=1e-6)
+    assert weights[0] < weights[90] < weights[99] < 1.1 * pipeline.MAX_BALANCE_WEIGHT  # the lone 80-year-old, capped
+    assert np.allclose(pipeline.age_balance_weights(np.arange(20, 30).repeat(5), 0.5)[10:40], 1.0, atol=0.1)
+    with pytest.raises(ValueError, match="age_balance"):
+        configs.TrainConfig(age_balance=1.5)
+
+
+def test_batches_carry_each_faces_weight():
+    images = np.arange(12, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    weights = np.linspace(0.5, 1.6, 12).astype(np.float32)
+    single = pipeline.ArrayBatches(images, np.arange(12), batch_size=8, weights=weights, device_count=2)
+    drawn, ages, got = single[1]  # the last batch: 4 faces, no padding needed over 2 devices
+    assert np.array_equal(got, weights[8:]) and np.array_equal(ages, np.arange(8, 12))
+    ragged = pipeline.ArrayBatches(images[:11], np.arange(11), batch_size=8, weights=weights[:11], device_count=2)
+    _, _, got = ragged[1]  # 3 faces and one zero-weight pad
+    assert np.array_equal(got, [*weights[8:11], 0.0])
+    mixed = pipeline.MixedBatches([(images, np.arange(12), weights), (images, np.arange(12))], [0.5, 0.5], batch_size=8)
+    drawn, _, got = mixed[0]
+    rows = drawn[:4, 0, 0, 0]
+    assert np.array_equal(got[:4], weights[rows]) and np.array_equal(got[4:], np.ones(4))
+
+
 def test_a_run_on_two_sources_reports_each_sources_validation(tmp_path, tiny_cache):
     rng = np.random.default_rng(1)
 

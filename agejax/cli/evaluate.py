@@ -2,6 +2,7 @@
 
     python scripts/evaluate.py --model cnn                          # frozen test split
     python scripts/evaluate.py --model cnn --split val
+    python scripts/evaluate.py --model cnn --source aaf                 # another prepared source
     python scripts/evaluate.py --model runs/x --folder faces/       # UTKFace-named crops
     python scripts/evaluate.py --model cnn --folder faces/ --labels ages.csv   # CSV: path,age
     python scripts/evaluate.py --compare cnn resnet50               # one table, one figure
@@ -29,11 +30,11 @@ def evaluate_one(predictor: Predictor, args: argparse.Namespace, command: str) -
     if args.folder:
         faces, skipped = evaluate.labelled_folder(args.folder, predictor.image_size, args.labels)
     else:
-        faces = evaluate.cached_split(args.split, predictor.image_size, args.cache_root)
+        faces = evaluate.cached_split(args.split, predictor.image_size, args.cache_root, args.source)
     calibration = None
-    if faces.name != "val split":
+    if args.folder or args.split != "val":
         try:
-            calibration = evaluate.cached_split("val", predictor.image_size, args.cache_root)
+            calibration = evaluate.cached_split("val", predictor.image_size, args.cache_root, args.source)
         except FileNotFoundError:
             print("note: no cached validation split, so no prediction intervals", file=sys.stderr)
     print(f"{predictor.name}: {len(faces.ages)} faces of the {faces.name}", file=sys.stderr)
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--model", help="a shipped name (cnn, resnet50), a checkpoint folder or a run directory")
     which.add_argument("--compare", nargs="+", metavar="MODEL", help="evaluate several models on the same set")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="cached split (default test)")
+    parser.add_argument("--source", default="utkface",
+                        help="the prepared source whose split to evaluate (default utkface; e.g. aaf)")
     parser.add_argument("--folder", type=Path, help="a folder of aligned face crops instead of a split")
     parser.add_argument("--labels", type=Path, help="with --folder: CSV with columns path,age")
     parser.add_argument("--out", type=Path, help="report folder (default reports/<model>-<set>)")
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.labels and not args.folder:
         parser.error("--labels needs --folder")
     command = "python scripts/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    set_label = args.folder.name if args.folder else args.split
+    set_label = args.folder.name if args.folder else args.split if args.source == "utkface" else f"{args.source}-{args.split}"
 
     try:
         names = args.compare or [args.model]

@@ -26,6 +26,10 @@ class TrainConfig:
     dropout: float = 0.2  # before the head
     cnn_width: int = 32  # cnn only: the first stage's channels, doubled at each of the 4 stages
     label_sigma: float = 2.0  # distribution head: the years of the Gaussian each true age is spread over
+    # Each face's loss weighs (its source's smoothed age density) ** -age_balance: 0 weighs all
+    # faces alike, 0.5 lifts the ages a set holds few of (agejax.data.pipeline.age_balance_weights).
+    # Training MAE is then weighted the same way; validation MAE never is.
+    age_balance: float = 0.0
     # Augmentation inside the train step (agejax.augment.Augment); the defaults are the
     # shipped CNN's. Rotation and the degradations teach robustness to real photos.
     max_zoom: float = 0.1
@@ -56,6 +60,8 @@ class TrainConfig:
             self.source_shares = tuple(float(s) for s in self.source_shares)
             if len(self.source_shares) != len(self.sources) or min(self.source_shares) <= 0:
                 raise ValueError(f"source_shares {self.source_shares} needs one positive share per source {self.sources}")
+        if not 0.0 <= self.age_balance <= 1.0:
+            raise ValueError(f"age_balance {self.age_balance} must be in [0, 1]")
         if self.dtype_policy not in DTYPE_POLICIES:
             raise ValueError(f"unknown dtype_policy {self.dtype_policy!r}; expected one of {DTYPE_POLICIES}")
 
@@ -108,6 +114,10 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn_96px_mixed_oldphoto_ft": dataclasses.replace(
         CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 8, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15),
+    # The same with each face's loss weighted by its inverse square-root age density.
+    "cnn_96px_mixed_balanced_ft": dataclasses.replace(
+        CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 8, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
+        source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, age_balance=0.5),
     # The shipped ResNet50, in three runs, each from the last one's best weights: 10 epochs at
     # 64 px; 4 at 96 px with stronger tilt, grey, blur and darkening; 2 more in which darkened
     # images also lose up to half their light.

@@ -179,13 +179,14 @@ def train(
         train_arrays = train_parts[config.sources[0]]
         train_batches = pipeline.ArrayBatches(
             pipeline.on_accelerator(train_arrays.images), train_arrays.ages, config.batch_size,
-            shuffle=True, seed=config.seed,
+            shuffle=True, seed=config.seed, weights=pipeline.age_balance_weights(train_arrays.ages, config.age_balance),
         )
         val_batches = pipeline.ArrayBatches(val_arrays.images, val_arrays.ages, config.batch_size)
     else:
         shares = config.source_shares or [len(part) for part in train_parts.values()]
         train_batches = pipeline.MixedBatches(
-            [(part.images, part.ages) for part in train_parts.values()], shares, config.batch_size, config.seed
+            [(part.images, part.ages, pipeline.age_balance_weights(part.ages, config.age_balance))
+             for part in train_parts.values()], shares, config.batch_size, config.seed,
         )
         val_batches = None  # PerSourceValidation scores every source's validation split
     model = compiled_model(config, len(train_batches))
