@@ -127,6 +127,11 @@ def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_c
     assert (out / "mae_per_decade.png").stat().st_size > 0
     text = (out / "comparison.md").read_text()
     assert "| ckpt |" in text and "| regression |" in text
+    # Two checkpoints of one name, e.g. the shipped model and a candidate, keep a row each.
+    namesake = save_tiny_checkpoint(tmp_path / "other" / "ckpt")
+    assert evaluate_script.main(["--compare", str(tiny_checkpoint), str(namesake), "--folder", str(faces),
+                                 "--out", str(tmp_path / "namesakes"), "--cache-root", str(tmp_path / "none")]) == 0
+    assert set(json.loads((tmp_path / "namesakes" / "comparison.json").read_text())["models"]) == {"ckpt", str(namesake)}
 
 
 def test_evaluate_script_reads_another_sources_split_and_calibrates_on_its_validation(tmp_path, tiny_checkpoint):

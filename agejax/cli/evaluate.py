@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             predictor = Predictor.load(name)
             result, true, predicted = evaluate_one(predictor, args, command)
-            results[predictor.name] = result
+            # Two checkpoints of one name (a shipped one and a candidate) keep their own rows.
+            results[name if predictor.name in results else predictor.name] = result
             if args.model:
                 out = args.out or Path("reports") / f"{predictor.name}-{set_label}"
                 report.write_evaluation(out, predictor.name, result, true, predicted, predictor.path / "curves.png")
