@@ -127,6 +127,7 @@ def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_c
     assert (out / "mae_per_decade.png").stat().st_size > 0
     text = (out / "comparison.md").read_text()
     assert "| ckpt |" in text and "| regression |" in text
+    assert "| model | 0-9 | 10-19 |" in text and text.count("(+") + text.count("(-") >= 12  # each model's six decades
     # Two checkpoints of one name, e.g. the shipped model and a candidate, keep a row each.
     namesake = save_tiny_checkpoint(tmp_path / "other" / "ckpt")
     assert evaluate_script.main(["--compare", str(tiny_checkpoint), str(namesake), "--folder", str(faces),

@@ -211,7 +211,7 @@ def write_comparison(out_dir: Path, results: dict[str, dict], command: str) -> N
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sets = {r["set"] for r in results.values()}
-    table = {name: {"set": r["set"], **r["overall"]} for name, r in results.items()}
+    table = {name: {"set": r["set"], **r["overall"], "per_decade": r["per_decade"]} for name, r in results.items()}
     (out_dir / "comparison.json").write_text(json.dumps({"command": command, "models": table}, indent=2) + "\n")
     plot_mae_per_decade(
         {name: r["per_decade"] for name, r in results.items()}, out_dir / "mae_per_decade.png", " vs ".join(results)
@@ -222,5 +222,11 @@ def write_comparison(out_dir: Path, results: dict[str, dict], command: str) -> N
     for name, row in table.items():
         lines.append(f"| {name} | {row['count']} | {row['mae']:.2f} | {row['rmse']:.2f} | {row['bias']:+.2f} "
                      f"| {_pct(row['cs5'])} | {_pct(row['cs10'])} |")
+    decades = [row["group"] for row in next(iter(results.values()))["per_decade"]]
+    lines += ["", "MAE (bias) per decade of true age:", "", "| model | " + " | ".join(decades) + " |",
+              "|---|" + "---|" * len(decades)]
+    for name, result in results.items():
+        cells = ["-" if row["mae"] is None else f"{row['mae']:.2f} ({row['bias']:+.2f})" for row in result["per_decade"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "![MAE per decade](mae_per_decade.png)", ""]
     (out_dir / "comparison.md").write_text("\n".join(lines))
