@@ -154,6 +154,11 @@ def test_a_user_source_is_split_once_and_the_split_reused(tmp_path):
     dropped = split.read_dropped(manifest)
     assert sum(sizes.values()) + len(dropped) == 12
     assert all("near-duplicate" in reason for reason in dropped.values())
+    # A file already listed as rejected is counted in the manifest's report, not listed again.
+    spec, listed = sources.parse_source(f"mine={folder}"), sorted(dropped)[0]
+    assert listed in prepare.dropped_report(spec, root)
+    again = prepare.dropped_report(spec, root, reported={listed})
+    assert f"drops {len(dropped)} files, 1 of them listed above" in again and listed not in again
 
 
 def test_committed_aaf_manifest_is_frozen():

@@ -58,7 +58,8 @@ def prepare_one(spec: sources.SourceSpec, args: argparse.Namespace) -> None:
     print(faces.report())
     manifest = split.manifest_path(spec.name, args.cache_root)
     if manifest.exists():
-        print(prepare.dropped_report(spec, args.cache_root) or "", end="\n" if spec.kind != sources.UTKFACE else "")
+        reported = {skipped.file_name for skipped in faces.rejected}
+        print(prepare.dropped_report(spec, args.cache_root, reported) or "", end="\n" if spec.kind != sources.UTKFACE else "")
         dropped = split.read_dropped(manifest)  # reported just above, not again as missing from the manifest
         kept = [record for record in faces.records if record.file_name not in dropped]
         print(split.apply_manifest(kept, split.read_manifest(manifest)).report())

@@ -91,12 +91,14 @@ def prepare(faces: SourceFaces, size: int, cache_root: Path = CACHE_ROOT, worker
     return cache.from_chips(faces.records, faces.chips, size, manifest, cache_root)
 
 
-def dropped_report(spec: SourceSpec, cache_root: Path = CACHE_ROOT) -> str:
-    """What the source's manifest drops, by reason."""
+def dropped_report(spec: SourceSpec, cache_root: Path = CACHE_ROOT, reported: set[str] = frozenset()) -> str:
+    """What the source's manifest drops, by reason; files in ``reported`` (already listed) are only counted."""
     manifest = split.manifest_path(spec.name, cache_root)
     if not manifest.exists() or spec.kind == sources.UTKFACE:
         return ""
     dropped = split.read_dropped(manifest)
     skipped = [labels.Skipped(name, str(manifest), reason.split(" of ")[0] if "duplicate" in reason else reason)
-               for name, reason in dropped.items()]
-    return "\n".join([f"{spec.name}: the manifest drops {len(dropped)} files ({manifest})"] + labels.format_skipped(skipped))
+               for name, reason in dropped.items() if name not in reported]
+    already = f", {len(dropped) - len(skipped)} of them listed above" if len(skipped) < len(dropped) else ""
+    return "\n".join([f"{spec.name}: the manifest drops {len(dropped)} files{already} ({manifest})"]
+                     + labels.format_skipped(skipped))
