@@ -123,16 +123,17 @@ def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_c
                                  "--out", str(out), "--cache-root", str(tmp_path / "none")])
     assert code == 0
     table = json.loads((out / "comparison.json").read_text())["models"]
-    assert set(table) == {"ckpt", "regression"} and all(row["count"] == 6 for row in table.values())
+    assert set(table) == {str(tiny_checkpoint), str(regression)} and all(row["count"] == 6 for row in table.values())
     assert (out / "mae_per_decade.png").stat().st_size > 0
     text = (out / "comparison.md").read_text()
-    assert "| ckpt |" in text and "| regression |" in text
+    assert f"| {tiny_checkpoint} |" in text and f"| {regression} |" in text
     assert "| model | 0-9 | 10-19 |" in text and text.count("(+") + text.count("(-") >= 12  # each model's six decades
     # Two checkpoints of one name, e.g. the shipped model and a candidate, keep a row each.
     namesake = save_tiny_checkpoint(tmp_path / "other" / "ckpt")
     assert evaluate_script.main(["--compare", str(tiny_checkpoint), str(namesake), "--folder", str(faces),
                                  "--out", str(tmp_path / "namesakes"), "--cache-root", str(tmp_path / "none")]) == 0
-    assert set(json.loads((tmp_path / "namesakes" / "comparison.json").read_text())["models"]) == {"ckpt", str(namesake)}
+    assert set(json.loads((tmp_path / "namesakes" / "comparison.json").read_text())["models"]) == {
+        str(tiny_checkpoint), str(namesake)}
 
 
 def test_evaluate_script_reads_another_sources_split_and_calibrates_on_its_validation(tmp_path, tiny_checkpoint):

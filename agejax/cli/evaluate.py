@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             predictor = Predictor.load(name)
             result, true, predicted = evaluate_one(predictor, args, command)
-            # Two checkpoints of one name (a shipped one and a candidate) keep their own rows.
-            results[name if predictor.name in results else predictor.name] = result
+            results[name] = result  # as given: a shipped checkpoint and a candidate may share a name
             if args.model:
                 out = args.out or Path("reports") / f"{predictor.name}-{set_label}"
                 report.write_evaluation(out, predictor.name, result, true, predicted, predictor.path / "curves.png")
