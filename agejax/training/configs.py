@@ -99,25 +99,18 @@ FINE_TUNE = dict(epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="
 PRESETS: dict[str, TrainConfig] = {
     # UTKFace alone, from random initialisation (about 95 min on 2 CPU cores).
     "cnn_96px_32ep": CNN_96PX_32EP,
-    # The shipped CNN (checkpoints/cnn): cnn_96px_32ep's checkpoint fine-tuned for 6 epochs on
-    # UTKFace and All-Age-Faces, a quarter of every batch from All-Age-Faces (CHANGELOG.md names
-    # the commit whose checkpoints/cnn it starts from). Beside it, the same on UTKFace alone,
-    # and the mix with old-photo styles on a quarter of the images and more grey ones.
+    # The first CNN on both sources: cnn_96px_32ep's checkpoint fine-tuned for 6 epochs on UTKFace
+    # and All-Age-Faces, a quarter of every batch from All-Age-Faces; beside it, the same on
+    # UTKFace alone. CHANGELOG.md names the commit whose checkpoints/cnn each starts from.
     "cnn_96px_mixed_ft": dataclasses.replace(
         CNN_96PX_32EP, **FINE_TUNE, sources=("utkface", "aaf"), source_shares=(0.75, 0.25)),
     "cnn_96px_utkface_ft": dataclasses.replace(CNN_96PX_32EP, **FINE_TUNE),
-    "cnn_96px_mixed_old_ft": dataclasses.replace(
-        CNN_96PX_32EP, **FINE_TUNE, sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
-        old_photo_prob=0.25, grey_prob=0.2),
-    # The shipped mixed CNN fine-tuned once more, with old-photo styles on 15 % of the images
-    # and more grey ones, so that a photo's age is not read from its style.
+    # The shipped CNN (checkpoints/cnn): cnn_96px_mixed_ft's checkpoint fine-tuned for 8 more
+    # epochs with old-photo styles (sepia, fading, film grain) on 15 % of the images and more
+    # grey ones, so that a photo's age is not read from its style.
     "cnn_96px_mixed_oldphoto_ft": dataclasses.replace(
         CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 8, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15),
-    # The same with each face's loss weighted by its inverse square-root age density.
-    "cnn_96px_mixed_balanced_ft": dataclasses.replace(
-        CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 8, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
-        source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, age_balance=0.5),
     # The shipped ResNet50, in three runs, each from the last one's best weights: 10 epochs at
     # 64 px; 4 at 96 px with stronger tilt, grey, blur and darkening; 2 more in which darkened
     # images also lose up to half their light.
