@@ -6,9 +6,10 @@ Starts demo.py on a free port (and reports how long it takes to be ready), then 
 each shipped model sends one 640 px photo with one face: sequentially (median and p90
 latency from request to response), and from 10 concurrent clients (the queue batches
 their requests). First it measures Gradio's own floor on this machine: an app with the
-same inputs and outputs that does no work. With ``--baseline REV`` it also times the default
-model's sequential calls in the demo of an earlier commit (checked out into a temporary git
-worktree and served by the same Python), so a change's cost is measured in the same run.
+same inputs and outputs that does no work. With ``--baseline REV`` it also serves the demo of
+an earlier commit (checked out into a temporary git worktree, run by the same Python) beside this
+one and alternates the default model's calls between the two, so a change's cost is measured
+in the same run.
 Writes benchmarks/results/demo_latency.json.
 """
 
@@ -83,11 +84,12 @@ def timed_call(client: Client, photo: Path, model: str) -> float:
     return elapsed
 
 
-def sequential_ms(url: str, photo: Path, model: str, calls: int) -> list[float]:
+def sequential_calls(url: str, photo: Path, model: str, calls: int) -> list[float]:
+    """Seconds per call, one call after another, after 5 warm-up calls."""
     client = Client(url, verbose=False)
     for _ in range(5):
-        timed_call(client, photo, model)  # warm-up
-    return [1000 * timed_call(client, photo, model) for _ in range(calls)]
+        timed_call(client, photo, model)
+    return [timed_call(client, photo, model) for _ in range(calls)]
 
 
 def time_baseline(revision: str, url: str, photo: Path, model: str, calls: int) -> dict:
@@ -124,7 +126,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--calls-per-client", type=int, default=5)
     parser.add_argument("--baseline", metavar="REV",
-                        help="also time the default model in the demo of this earlier commit, in the same run")
+                        help="also serve the demo of this earlier commit and alternate the default model's calls")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,7 +171,7 @@ def main() -> int:
         radio = next(c for c in config["components"] if c.get("props", {}).get("label") == "model")
         models = [choice[1] for choice in radio["props"]["choices"]]
         for model in models:
-            sequential = [ms / 1000 for ms in sequential_ms(url, photo, model, args.calls)]
+            sequential = sequential_calls(url, photo, model, args.calls)
             clients = [Client(url, verbose=False) for _ in range(args.clients)]
 
             def one_client(c: Client, own_photo: Path, model: str = model) -> list[float]:
