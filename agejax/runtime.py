@@ -1,11 +1,13 @@
-"""The process set-up that agejax's commands call before JAX starts: a compilation cache on disk
-and one CPU device per core. Library code never calls it; importing agejax changes nothing.
+"""The process set-up that agejax's commands call before JAX starts: a compilation cache on disk,
+one CPU device per core, and enough XLA threads for those devices' collectives. Library code
+never calls it; importing agejax changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -24,6 +26,7 @@ def setup(devices_per_core: bool = True) -> None:
     use_compilation_cache()
     if devices_per_core:
         one_device_per_core()
+    enough_client_threads()
 
 
 def use_compilation_cache() -> None:
@@ -76,3 +79,20 @@ def one_device_per_core() -> None:
     if "xla_force_host_platform_device_count" not in flags:
         count = 1 << (min(os.cpu_count() or 1, 8).bit_length() - 1)
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def enough_client_threads() -> None:
+    """Two XLA:CPU client threads per device when XLA_FLAGS asks for several, unless PJRT_NPROC is set.
+
+    XLA:CPU runs every device's program on one pool of threads, as many as cores by default,
+    and a waiting task keeps its thread: a device's program waiting in an all-reduce for the
+    other devices, and a launch waiting for a device's queue of programs in flight to shorten.
+    With 2 threads for 2 devices, one of each leaves the other device's program no thread,
+    and XLA aborts the all-reduce after 40 s ("only 1 of them arrived on time"). Training ran
+    into this when Python had queued enough steps ahead; two threads per device always leave
+    one for every device's program.
+    """
+    match = re.search(r"xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    devices = int(match.group(1)) if match else 1
+    if devices > 1:
+        os.environ.setdefault("PJRT_NPROC", str(max(os.cpu_count() or 1, 2 * devices)))

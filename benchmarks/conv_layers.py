@@ -23,6 +23,10 @@ import os
 # Two virtual CPU devices, as scripts/train.py uses; must be set before JAX starts.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
+from agejax import runtime  # noqa: E402 (no JAX import)
+
+runtime.enough_client_threads()
+
 import argparse
 import collections
 import json

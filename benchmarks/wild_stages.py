@@ -4,13 +4,12 @@
 
 The photos are those of benchmarks/startup.py: 640x480 with one test crop of 160-260 px on a
 blurred background, and portraits 300-600 px wide. For each photo, in the order the batch CLI
-runs them: reading the file, decoding it (agejax.scoring.decode), HOG at the pipeline's
-resolution (agejax.faces.cascade.detect_hog: photos under 600 px upsampled once), and, for
-comparison, HOG on the photo at full resolution, upsampled
-once (photos under 600 px), and on a copy 240 px on its shorter side (what a coarse first pass
-would cost; the pipeline does not use one: it would miss small faces beside a large one); then
-the 5-point landmarks
-and the aligned chip of each find, the resize to the model's input, and the model (the default
+runs them: reading the file, decoding it (agejax.scoring.decode), HOG as the pipeline runs it
+(agejax.faces.cascade.detect_hog_coarse_first: a copy at most 400 px on its longer side first, then the
+full-size pass where the copy shows no face that large), and, for comparison, the full-size pass alone
+(detect_hog: photos under 600 px upsampled once), HOG at full resolution without upsampling and
+upsampled once; then the 5-point landmarks and the aligned chip of each find, the resize to the
+model's input, and the model (the default
 CNN, test-time flip) on that chip. Medians in ms per photo, one core. Writes
 benchmarks/results/wild_stages.json.
 """
@@ -36,7 +35,6 @@ from agejax.scoring import decode
 from agejax.serving.predict import Predictor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "wild_stages.json"
-COARSE_SIDE = 240
 
 
 def timed(function, *args):
@@ -47,23 +45,21 @@ def timed(function, *args):
 
 def profile(paths: list[Path], aligner: cascade.FaceAligner, predictor: Predictor) -> dict:
     stages: dict[str, list[float]] = {name: [] for name in (
-        "read", "decode", "hog_as_the_pipeline_runs_it", "hog_on_a_240_px_copy", "hog_full_resolution", "hog_upsampled_once",
+        "read", "decode", "hog_as_the_pipeline_runs_it", "hog_full_size_pass", "hog_full_resolution", "hog_upsampled_once",
         "landmarks_and_chip",
         "resize_to_model", "model")}
-    found_close_up = 0
+    ended_on_the_copy = 0
     for path in paths:
         payload, ms = timed(path.read_bytes)
         stages["read"].append(ms)
         image, ms = timed(decode, payload)
         stages["decode"].append(ms)
         pixels = np.ascontiguousarray(np.asarray(image))
-        found, ms = timed(aligner.detect_hog, pixels)
+        found, ms = timed(aligner.detect_hog_coarse_first, pixels)
         stages["hog_as_the_pipeline_runs_it"].append(ms)
-        coarse = COARSE_SIDE / min(pixels.shape[:2])
-        copy = Image.fromarray(pixels).resize((round(pixels.shape[1] * coarse), round(pixels.shape[0] * coarse)))
-        close_up, ms = timed(aligner.detector.run, np.asarray(copy), 0, 0.0)
-        stages["hog_on_a_240_px_copy"].append(ms)
-        found_close_up += bool(len(close_up[0]))
+        _, ms = timed(aligner.detect_hog, pixels)
+        stages["hog_full_size_pass"].append(ms)
+        ended_on_the_copy += bool(aligner.detect_hog_coarse(pixels))
         _, ms = timed(aligner.detector.run, pixels, 0, 0.0)
         stages["hog_full_resolution"].append(ms)
         if max(pixels.shape[:2]) < cascade.UPSAMPLE_BELOW:
@@ -77,7 +73,7 @@ def profile(paths: list[Path], aligner: cascade.FaceAligner, predictor: Predicto
             _, ms = timed(predictor.predict, np.stack(inputs))
             stages["model"].append(ms)
     medians = {name: round(statistics.median(values), 2) for name, values in stages.items() if values}
-    return {"photos": len(paths), "found_on_the_240_px_copy": found_close_up, "median_ms": medians}
+    return {"photos": len(paths), "ended_on_the_coarse_copy": ended_on_the_copy, "median_ms": medians}
 
 
 def main() -> None:

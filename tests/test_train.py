@@ -297,3 +297,34 @@ def test_a_run_on_two_sources_reports_each_sources_validation(tmp_path, tiny_cac
     assert row["val_age_mae"] == pytest.approx((row["val_mae_utkface"] + row["val_mae_aaf"]) / 2, abs=1e-4)
     assert set(metrics["val_mae_per_source"]) == {"utkface", "aaf"}
     assert configs.TrainConfig.from_json(tmp_path / "run" / "config.json") == config
+
+
+ALL_REDUCE_STEPS = """
+from agejax import runtime
+runtime.setup()
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+mesh = Mesh(np.array(jax.devices()), ("batch",))
+@jax.jit
+def step(weights, inputs):
+    return weights - 0.01 * jax.grad(lambda w: jnp.mean(jnp.tanh(inputs @ w) ** 2))(weights)
+weights = jax.device_put(np.ones((512, 512), np.float32) / 512, NamedSharding(mesh, PartitionSpec()))
+batch = np.linspace(0, 1, 128 * 512, dtype=np.float32).reshape(128, 512)
+for _ in range(300):  # queued ahead of the devices, many more than a device keeps in flight
+    weights = step(weights, jax.device_put(batch, NamedSharding(mesh, PartitionSpec("batch"))))
+print(len(jax.devices()), float(weights.sum()))
+"""
+
+
+def test_steps_queued_far_ahead_never_leave_a_device_without_a_thread():
+    """XLA:CPU ran each device's program on a pool of one thread per core; with 2 devices on 2
+    cores, an all-reduce waiting for the other device and a launch waiting for a device's queue
+    held both threads, and XLA aborted after its rendezvous timeout (here cut to 10 s). This
+    happened within 100 steps in every run before runtime.setup gave two threads per device."""
+    environment = {key: value for key, value in os.environ.items() if key != "PJRT_NPROC"}
+    environment["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=2"
+                                " --xla_cpu_collective_call_terminate_timeout_seconds=10")
+    done = subprocess.run([sys.executable, "-c", ALL_REDUCE_STEPS], env=environment, cwd=REPO,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[0] == "2"

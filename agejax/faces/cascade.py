@@ -9,8 +9,9 @@ calibrated by re-aligning UTKFace chips and comparing them with the originals:
 Detectors: "hog" is dlib's HOG detector, fast but blind to many turned, tilted or poorly
 lit faces; "cnn" is dlib's MMOD CNN detector, which finds more of those, run by ONNX
 Runtime (agejax.mmod) on a copy downscaled to CNN_DETECT_SIDE. "auto" (the default) is a
-cascade that stops at the first stage finding a face: HOG, the CNN, then HOG on copies
-rotated by ROTATIONS ("hog_rotated": heads tilted further than the CNN sees). Chips of
+cascade that stops at the first stage finding a face: HOG (on a small copy first, where a
+face that fills a fifth of the photo is found for a fraction of the work), the CNN, then HOG
+on copies rotated by ROTATIONS ("hog_rotated": heads tilted further than the CNN sees). Chips of
 rotated finds are cut from the rotated copy (the landmarks level the eyes either way),
 kept only if HOG sees a face-like window in the chip, and their boxes are given in the
 original image."""
@@ -32,6 +33,12 @@ CHIP_SIZE = 200  # UTKFace's chip size
 CHIP_PADDING = 0.18  # best match to UTKFace chips in scripts/check_alignment.py (dlib C++ default: 0.2)
 MAX_DETECT_SIDE = 1600  # larger photos are downscaled for detection only
 UPSAMPLE_BELOW = 600  # smaller photos are upsampled once, so faces under 80 px are found
+# HOG looks first at a copy at most COARSE_SIDE px on its longer side, for a fraction of the
+# full-size pass's work. A face it finds there at least HOG_WINDOW px wide, a fifth of the photo
+# or more (a portrait's, a close-up's), ends the search: such a find is no chance detection at
+# the edge of HOG's range, and faces of its size beside it are found in the same copy.
+COARSE_SIDE = 400
+HOG_WINDOW = 80
 ROTATIONS = (-20, 20, -40, 40)  # degrees (counter-clockwise) HOG retries at in the cascade
 # HOG's lowest score on a rotated find's aligned chip that confirms it: well below dlib's
 # own threshold of 0, so only chips with no face-like window at all are dropped
@@ -69,7 +76,7 @@ class FaceAligner:
 
     def _faces(self, image: np.ndarray, detector: str) -> list[Face]:
         if detector in ("auto", "hog"):
-            found = self._aligned(image, self.detect_hog(image), "hog")
+            found = self._aligned(image, self.detect_hog_coarse_first(image), "hog")
             if found or detector == "hog":
                 return found
         found = [self._cnn_face(image, rect, score) for rect, score in self.detect_cnn(image)]
@@ -126,6 +133,28 @@ class FaceAligner:
             scale = 1.0 / step
         times = 1 if upsample and max(small.shape[:2]) < UPSAMPLE_BELOW else 0
         rects, scores, _ = self.detector.run(small, times, 0.0)
+        return [(_scaled(rect, 1.0 / scale), float(score)) for rect, score in zip(rects, scores)]
+
+    def detect_hog_coarse_first(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        """HOG's finds on a COARSE_SIDE copy (``detect_hog_coarse``) if they end the search; else ``detect_hog``.
+
+        Faces under a fifth of the photo beside a face larger than that are not looked for. A
+        photo of a group, a crowd or a distant face, with no face that large, gets the
+        full-size pass, upsampled when the photo is small.
+        """
+        return self.detect_hog_coarse(image) or self.detect_hog(image)
+
+    def detect_hog_coarse(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+        """HOG on a copy at most COARSE_SIDE px on its longer side: its finds if one is HOG_WINDOW px wide there, else none."""
+        height, width = image.shape[:2]
+        scale = min(1.0, COARSE_SIDE / max(height, width))
+        coarse = image
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            coarse = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        rects, scores, _ = self.detector.run(coarse, 0, 0.0)
+        if not any(rect.width() >= HOG_WINDOW for rect in rects):
+            return []
         return [(_scaled(rect, 1.0 / scale), float(score)) for rect, score in zip(rects, scores)]
 
     def confirmed(self, chip: np.ndarray) -> bool:

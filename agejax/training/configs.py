@@ -125,13 +125,13 @@ PRESETS: dict[str, TrainConfig] = {
         max_rotation_deg=20.0, grey_prob=0.2, blur_prob=0.2, dark_prob=0.3, max_dimming=0.5,
         init_weights="~/.cache/agejax/runs/resnet50_96px_robust/best.weights.h5",
     ),
-    # The shipped ResNet50 fine-tuned on both sources at 96 px, a quarter of every batch from
-    # All-Age-Faces, with the CNN's augmentation and bfloat16 activations (1.13x the float32
-    # train step on AVX-512 BF16).
+    # The ResNet50 above fine-tuned on both sources at 96 px, a quarter of every batch from
+    # All-Age-Faces, with the shipped CNN's old-photo styles and bfloat16 activations (1.13x the
+    # float32 train step on AVX-512 BF16).
     "resnet50_96px_mixed_ft": dataclasses.replace(
         RESNET50_CPU, image_size=96, epochs=6, learning_rate=5e-4, warmup_epochs=0.3,
         init_weights="checkpoints/resnet50", sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
-        dtype_policy="mixed_bfloat16"),
+        old_photo_prob=0.15, grey_prob=0.15, dtype_policy="mixed_bfloat16"),
     # Full resolution on one GPU, on both shared sources.
     "resnet50_gpu": TrainConfig(backbone="resnet50", image_size=200, epochs=40, batch_size=256, learning_rate=2e-3,
                                 sources=("utkface", "aaf"), source_shares=(0.75, 0.25)),
