@@ -35,10 +35,13 @@ MAX_DETECT_SIDE = 1600  # larger photos are downscaled for detection only
 UPSAMPLE_BELOW = 600  # smaller photos are upsampled once, so faces under 80 px are found
 # HOG looks first at a copy at most COARSE_SIDE px on its longer side, for a fraction of the
 # full-size pass's work. A face it finds there at least HOG_WINDOW px wide, a fifth of the photo
-# or more (a portrait's, a close-up's), ends the search: such a find is no chance detection at
-# the edge of HOG's range, and faces of its size beside it are found in the same copy.
+# or more (a portrait's, a close-up's), and scored at least COARSE_MIN_SCORE ends the search:
+# such a find is no chance detection at the edge of HOG's range, and faces of its size beside
+# it are found in the same copy. Weaker finds are checked by the full-size pass: one on a
+# grey photo in benchmarks/detection_recall.py (score 0.07) was a false face hiding a 73 px one.
 COARSE_SIDE = 400
 HOG_WINDOW = 80
+COARSE_MIN_SCORE = 0.2
 ROTATIONS = (-20, 20, -40, 40)  # degrees (counter-clockwise) HOG retries at in the cascade
 # HOG's lowest score on a rotated find's aligned chip that confirms it: well below dlib's
 # own threshold of 0, so only chips with no face-like window at all are dropped
@@ -145,7 +148,8 @@ class FaceAligner:
         return self.detect_hog_coarse(image) or self.detect_hog(image)
 
     def detect_hog_coarse(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
-        """HOG on a copy at most COARSE_SIDE px on its longer side: its finds if one is HOG_WINDOW px wide there, else none."""
+        """HOG on a copy at most COARSE_SIDE px on its longer side: its finds if one is HOG_WINDOW px wide
+        there and scores COARSE_MIN_SCORE, else none."""
         height, width = image.shape[:2]
         scale = min(1.0, COARSE_SIDE / max(height, width))
         coarse = image
@@ -153,7 +157,7 @@ class FaceAligner:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             coarse = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         rects, scores, _ = self.detector.run(coarse, 0, 0.0)
-        if not any(rect.width() >= HOG_WINDOW for rect in rects):
+        if not any(rect.width() >= HOG_WINDOW and score >= COARSE_MIN_SCORE for rect, score in zip(rects, scores)):
             return []
         return [(_scaled(rect, 1.0 / scale), float(score)) for rect, score in zip(rects, scores)]
 
