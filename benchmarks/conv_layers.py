@@ -23,10 +23,6 @@ import os
 # Two virtual CPU devices, as scripts/train.py uses; must be set before JAX starts.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
-from agejax import runtime  # noqa: E402 (no JAX import)
-
-runtime.enough_client_threads()
-
 import argparse
 import collections
 import json
@@ -40,9 +36,12 @@ import keras
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from agejax import runtime
 from agejax.training import benchmark, conv, models
 from agejax.training.configs import TrainConfig
 from agejax.training.train import setup_devices
+
+runtime.enough_client_threads()  # before JAX starts its backend
 
 RESULTS = Path(__file__).resolve().parent / "results" / "conv_layers.json"
 WHOLE_STEP_MARGIN = 0.02

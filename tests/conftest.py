@@ -7,10 +7,6 @@ import os
 # Two virtual CPU devices, as in training; must be set before JAX starts.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
-from agejax import runtime  # noqa: E402 (no JAX import)
-
-runtime.enough_client_threads()
-
 import io
 import tarfile
 import zlib
@@ -20,7 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agejax import runtime
 from agejax.data import split
+
+runtime.enough_client_threads()  # before JAX starts its backend, at the first test that uses it
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_UTKFACE = REPO.parent / "shared" / "data" / "utkface"

@@ -177,3 +177,19 @@ def test_shared_aaf_files_match_their_manifest():
     names = {r.file_name for r in scan.records}
     listed = set(split.read_manifest(split.PACKAGED / "aaf.csv")) | set(split.read_dropped(split.PACKAGED / "aaf.csv"))
     assert names == listed
+
+
+def test_a_loose_crop_with_a_second_face_half_as_wide_is_rejected_though_the_coarse_pass_misses_it():
+    """Preparation looks for every face at full size: HOG's coarse first pass, which serving
+    uses, stops at the large face and would have let the file through."""
+    face = Image.open(PORTRAIT).convert("RGB")
+    canvas = Image.new("RGB", (1000, 800), (150, 140, 130))
+    canvas.paste(face.resize((560, 656)), (20, 20))
+    canvas.paste(face.resize((300, 351)), (650, 400))
+    payload = io.BytesIO()
+    canvas.save(payload, "JPEG", quality=92)
+    from agejax.faces import cascade
+
+    assert len(cascade.FaceAligner().faces(np.asarray(canvas))) == 1
+    chip, reason = chips.one_face(payload.getvalue())
+    assert chip is None and reason == "several faces (2)"

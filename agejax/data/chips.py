@@ -49,7 +49,9 @@ class ChipSet:
 def _aligner():
     from agejax.faces.cascade import FaceAligner
 
-    return FaceAligner()
+    # Training chips are cut from every face HOG finds at full size: a second face beside a
+    # large one must be seen to reject the file, and the chips stay those the models saw.
+    return FaceAligner(coarse_first=False)
 
 
 def one_face(payload: bytes | None) -> tuple[np.ndarray | None, str]:

