@@ -124,9 +124,12 @@ def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_c
     assert code == 0
     table = json.loads((out / "comparison.json").read_text())["models"]
     assert set(table) == {str(tiny_checkpoint), str(regression)} and all(row["count"] == 6 for row in table.values())
+    # Neither checkpoint was exported with the test-time flip; compared, both score mirrored faces too.
+    assert all(row["test_time_flip"] for row in table.values())
     assert (out / "mae_per_decade.png").stat().st_size > 0
     text = (out / "comparison.md").read_text()
     assert f"| {tiny_checkpoint} |" in text and f"| {regression} |" in text
+    assert "Every model scored each face and its mirror image." in text
     assert "| model | 0-9 | 10-19 |" in text and text.count("(+") + text.count("(-") >= 12  # each model's six decades
     # Two checkpoints of one name, e.g. the shipped model and a candidate, keep a row each.
     namesake = save_tiny_checkpoint(tmp_path / "other" / "ckpt")

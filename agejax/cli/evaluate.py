@@ -5,7 +5,7 @@
     python scripts/evaluate.py --model cnn --source aaf                 # another prepared source
     python scripts/evaluate.py --model runs/x --folder faces/       # UTKFace-named crops
     python scripts/evaluate.py --model cnn --folder faces/ --labels ages.csv   # CSV: path,age
-    python scripts/evaluate.py --compare cnn resnet50               # one table, one figure
+    python scripts/evaluate.py --compare cnn resnet50               # one table, one figure, mirrored faces too
 
 Prediction intervals are calibrated on the validation split (split-conformal) and
 measured on the evaluated set; they need the decode-once cache (scripts/prepare_data.py).
@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         names = args.compare or [args.model]
         results = {}
         for name in names:
-            predictor = Predictor.load(name)
+            # Compared models all score each face with its mirror image too, so that a training run,
+            # which no export has set up, is not measured against checkpoints that flip.
+            predictor = Predictor.load(name, flip=True if args.compare else None)
             result, true, predicted = evaluate_one(predictor, args, command)
             results[name] = result  # as given: a shipped checkpoint and a candidate may share a name
             if args.model:

@@ -82,7 +82,7 @@ def evaluate_predictor(
         on_calibration = predictor.predict(calibration.images, verbose=verbose)
         calibrated = (calibration.ages, on_calibration.age, on_calibration.std)
     report = metrics.full_report(faces.ages, prediction.age, prediction.std, faces.genders, faces.races, calibrated)
-    return {"model": predictor.name, "set": faces.name, **report}, prediction.age
+    return {"model": predictor.name, "set": faces.name, "test_time_flip": predictor.flip, **report}, prediction.age
 
 
 def labelled_rows(csv_path: Path, ages: dict[str, float] | None = None) -> dict[str, np.ndarray] | None:

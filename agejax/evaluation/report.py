@@ -211,13 +211,17 @@ def write_comparison(out_dir: Path, results: dict[str, dict], command: str) -> N
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sets = {r["set"] for r in results.values()}
-    table = {name: {"set": r["set"], **r["overall"], "per_decade": r["per_decade"]} for name, r in results.items()}
+    table = {name: {"set": r["set"], "test_time_flip": r["test_time_flip"], **r["overall"], "per_decade": r["per_decade"]}
+             for name, r in results.items()}
     (out_dir / "comparison.json").write_text(json.dumps({"command": command, "models": table}, indent=2) + "\n")
     plot_mae_per_decade(
         {name: r["per_decade"] for name, r in results.items()}, out_dir / "mae_per_decade.png", " vs ".join(results)
         + f", {', '.join(sorted(sets))}"
     )
-    lines = [f"# Model comparison, {', '.join(sorted(sets))}", "", f"Made by `{command}`.", "",
+    flips = {r["test_time_flip"] for r in results.values()}
+    scored = ("Every model scored each face and its mirror image. " if flips == {True}
+              else "Every model scored each face once. " if flips == {False} else "")
+    lines = [f"# Model comparison, {', '.join(sorted(sets))}", "", f"{scored}Made by `{command}`.", "",
              "| model | faces | MAE | RMSE | bias | CS@5 | CS@10 |", "|---|---|---|---|---|---|---|"]
     for name, row in table.items():
         lines.append(f"| {name} | {row['count']} | {row['mae']:.2f} | {row['rmse']:.2f} | {row['bias']:+.2f} "
