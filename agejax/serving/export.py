@@ -41,6 +41,7 @@ class RememberedPredictions:
     def __init__(self, predictor: Predictor):
         self.predictor = predictor
         self.name = predictor.name
+        self.flip = predictor.flip
         self._done: dict[int, tuple[np.ndarray, object]] = {}  # id -> (the array, kept alive; its prediction)
 
     def predict(self, images: np.ndarray, batch_size: int = 128, verbose: int = 0):
