@@ -218,9 +218,8 @@ def write_comparison(out_dir: Path, results: dict[str, dict], command: str) -> N
         {name: r["per_decade"] for name, r in results.items()}, out_dir / "mae_per_decade.png", " vs ".join(results)
         + f", {', '.join(sorted(sets))}"
     )
-    flips = {r["test_time_flip"] for r in results.values()}
-    scored = ("Every model scored each face and its mirror image. " if flips == {True}
-              else "Every model scored each face once. " if flips == {False} else "")
+    mirrored = all(r["test_time_flip"] for r in results.values())
+    scored = "Every model scored each face and its mirror image. " if mirrored else ""
     lines = [f"# Model comparison, {', '.join(sorted(sets))}", "", f"{scored}Made by `{command}`.", "",
              "| model | faces | MAE | RMSE | bias | CS@5 | CS@10 |", "|---|---|---|---|---|---|---|"]
     for name, row in table.items():
