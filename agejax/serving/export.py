@@ -65,10 +65,11 @@ def sources_to_report(config_sources, image_size: int, cache_root: Path) -> list
     return present
 
 
-def pooled(parts: list[evaluate.LabelledFaces]) -> evaluate.LabelledFaces:
+def pooled(parts: dict[str, evaluate.LabelledFaces]) -> evaluate.LabelledFaces:
+    """Sources' faces as one set, named by its sources."""
     return evaluate.LabelledFaces(
-        "validation splits of " + ", ".join(p.name for p in parts),
-        np.concatenate([np.asarray(p.images) for p in parts]), np.concatenate([p.ages for p in parts]))
+        "validation splits of " + ", ".join(parts),
+        np.concatenate([np.asarray(p.images) for p in parts.values()]), np.concatenate([p.ages for p in parts.values()]))
 
 
 def median_ms_per_face(predictor: Predictor, faces: np.ndarray, rounds: int = 7) -> float:
@@ -174,7 +175,7 @@ def export(run_dir: Path, name: str, target_root: Path, weights_format: str = "i
     int8_result = int8_graph(target, config, reference.flip, val, test, cache_root)
     # As it serves: the int8 graph where kept.
     compressed = RememberedPredictions(Predictor.load(target, flip=reference.flip))
-    calibration = pooled([val[s] for s in config.sources])  # the populations it was trained for
+    calibration = pooled({s: val[s] for s in config.sources})  # the populations it was trained for
     under18 = under18_report(compressed, calibration, test) if config.head == "distribution" else None
     reports, per_source = {}, {}
     for source in names:

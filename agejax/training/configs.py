@@ -116,7 +116,7 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn_112px_mixed_24ep": dataclasses.replace(
         CNN_96PX_32EP, image_size=112, epochs=24, sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
         old_photo_prob=0.15, grey_prob=0.15),
-    # The shipped ResNet50, in three runs, each from the last one's best weights: 10 epochs at
+    # The UTKFace ResNet50, in three runs, each from the last one's best weights: 10 epochs at
     # 64 px; 4 at 96 px with stronger tilt, grey, blur and darkening; 2 more in which darkened
     # images also lose up to half their light.
     "resnet50_cpu_10ep": RESNET50_CPU,
@@ -130,11 +130,10 @@ PRESETS: dict[str, TrainConfig] = {
         max_rotation_deg=20.0, grey_prob=0.2, blur_prob=0.2, dark_prob=0.3, max_dimming=0.5,
         init_weights="~/.cache/agejax/runs/resnet50_96px_robust/best.weights.h5",
     ),
-    # The ResNet50 above fine-tuned on both sources at 96 px, a quarter of every batch from
-    # All-Age-Faces, with the shipped CNN's old-photo styles and bfloat16 activations (1.13x the
-    # float32 train step on AVX-512 BF16). At a peak rate of 5e-4 its validation MAE rose from
-    # 6.61 / 9.03 (UTKFace / All-Age-Faces) to 9.31 / 11.15 in two epochs; one epoch at 1e-4
-    # gave 6.95 / 8.15 (CHANGELOG.md).
+    # The shipped ResNet50: the one above (checkpoints/resnet50 at commit 28b134f) fine-tuned on
+    # both sources at 96 px, a quarter of every batch from All-Age-Faces, with the shipped CNN's
+    # old-photo styles and bfloat16 activations (1.13x the float32 train step on AVX-512 BF16).
+    # A peak rate of 5e-4 made validation worse within two epochs (CHANGELOG.md).
     "resnet50_96px_mixed_ft": dataclasses.replace(
         RESNET50_CPU, image_size=96, epochs=6, learning_rate=1e-4, warmup_epochs=0.3,
         init_weights="checkpoints/resnet50", sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
