@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from agejax import runtime
+from agejax.cli import command_line
 from agejax.data import degrade, images, labels, prepare, sources, split
 from agejax.evaluation import metrics
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             cells = per_source[spec.name]
             print(f"| {name} | " + " | ".join(f"{cells[k]['mae']:.2f} ({cells[k]['bias']:+.2f})" for k in kinds) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    command = "python scripts/evaluate_degraded.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("scripts/evaluate_degraded.py", argv)
     args.out.write_text(json.dumps({"command": command, "faces": counts, "val": results}, indent=1) + "\n")
     return 0
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 from agejax import runtime
+from agejax.cli import command_line
 from agejax.data import cache
 
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint.save_forward(model, args.run_dir)
         print(f"wrote {args.run_dir / checkpoint.FORWARD_FILE}; engine {Predictor.load(args.run_dir).engine}")
         return 0
-    command = "python scripts/export_checkpoint.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = command_line("scripts/export_checkpoint.py", argv)
     try:
         shipped = export.export(args.run_dir, args.name, args.checkpoints, args.weights_format, args.cache_root,
                                 args.replace_worse, command)

@@ -158,3 +158,18 @@ def test_evaluate_script_reads_another_sources_split_and_calibrates_on_its_valid
     assert written["overall"]["bias"] < 0 and written["overall"]["mae"] == pytest.approx(-written["overall"]["bias"])
     # Calibrated on this source's validation (errors of 12 years), not UTKFace's (28): about 24 years wide, not 56.
     assert written["conformal"]["levels"]["80"]["mean_width"] < 40
+
+
+def test_a_reported_command_retyped_in_a_shell_gives_back_its_arguments(tmp_path, monkeypatch):
+    import subprocess
+
+    from agejax.cli import command_line
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv = ["--run-dir", str(tmp_path / "runs" / "a b's"), "--name", "cnn", str(tmp_path), "../shared/data/utkface/"]
+    command = command_line("scripts/export_checkpoint.py", argv)
+    assert str(tmp_path / "runs") not in command and "~/" in command
+    words = command.split(" ", 2)[2]  # after "python scripts/export_checkpoint.py"
+    echoed = subprocess.run(["bash", "-c", f"printf '%s\\n' {words}"], capture_output=True, text=True,
+                            env={"HOME": str(tmp_path)}, check=True).stdout.splitlines()
+    assert echoed == argv

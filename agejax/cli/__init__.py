@@ -1,1 +1,18 @@
 """Command-line entry points: the console scripts of pyproject.toml, also run as scripts/*.py."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """The command as a user would retype it, for the reports that quote it: paths in the home
+    directory are written from ``~``, so a report names no one's home."""
+    home = str(Path.home()).rstrip("/") + "/"
+
+    def word(arg: str) -> str:
+        return "~/" + shlex.quote(arg[len(home):]) if arg.startswith(home) and len(arg) > len(home) else shlex.quote(arg)
+
+    return " ".join(["python", script, *map(word, sys.argv[1:] if argv is None else argv)])

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shlex
 import sys
 from pathlib import Path
 
 from agejax import runtime
 from agejax.batch import local, sink, walk
+from agejax.cli import command_line
 from agejax.data import labels
 from agejax.data.images import IMAGE_SUFFIXES
 from agejax.evaluation import evaluate
@@ -107,7 +107,7 @@ def report_labelled(args: argparse.Namespace, model_name: str) -> None:
     from agejax.evaluation import metrics, report  # scikit-learn and matplotlib: only where there is a report
 
     result = metrics.full_report(rows["true"], rows["predicted"], rows["std"], rows["genders"], rows["races"])
-    command = "python scripts/batch_predict.py " + shlex.join(sys.argv[1:])
+    command = command_line("scripts/batch_predict.py")
     result = {"model": model_name, "set": str(args.directory), "command": command, **result}
     out_dir = args.output.with_name(args.output.stem + "_report")
     report.write_evaluation(out_dir, model_name, result, rows["true"], rows["predicted"])

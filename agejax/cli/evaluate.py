@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 from agejax import runtime
+from agejax.cli import command_line
 from agejax.data import cache, labels
 from agejax.evaluation import evaluate, report
 from agejax.serving.predict import Predictor
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.labels and not args.folder:
         parser.error("--labels needs --folder")
-    command = "python scripts/evaluate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = command_line("scripts/evaluate.py", argv)
     set_label = args.folder.name if args.folder else args.split if args.source == "utkface" else f"{args.source}-{args.split}"
 
     try:
