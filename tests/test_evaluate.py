@@ -111,7 +111,7 @@ def test_evaluate_script_on_a_folder_with_a_csv_reports_bad_rows_and_goes_on(tmp
     assert "skipped 3 files" in capsys.readouterr().err
 
 
-def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_checkpoint):
+def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_checkpoint, monkeypatch):
 
     regression = save_tiny_checkpoint(tmp_path / "regression", head="regression")
     faces = tmp_path / "faces"
@@ -131,12 +131,14 @@ def test_compare_writes_one_table_and_one_figure_for_all_models(tmp_path, tiny_c
     assert f"| {tiny_checkpoint} |" in text and f"| {regression} |" in text
     assert "Every model scored each face and its mirror image." in text
     assert "| model | 0-9 | 10-19 |" in text and text.count("(+") + text.count("(-") >= 12  # each model's six decades
-    # Two checkpoints of one name, e.g. the shipped model and a candidate, keep a row each.
+    # Two checkpoints of one name, e.g. the shipped model and a candidate, keep a row each; a model
+    # in the home directory is named from ~, as the quoted command names it.
     namesake = save_tiny_checkpoint(tmp_path / "other" / "ckpt")
+    monkeypatch.setenv("HOME", str(tmp_path))
     assert evaluate_script.main(["--compare", str(tiny_checkpoint), str(namesake), "--folder", str(faces),
                                  "--out", str(tmp_path / "namesakes"), "--cache-root", str(tmp_path / "none")]) == 0
-    assert set(json.loads((tmp_path / "namesakes" / "comparison.json").read_text())["models"]) == {
-        str(tiny_checkpoint), str(namesake)}
+    written = json.loads((tmp_path / "namesakes" / "comparison.json").read_text())
+    assert set(written["models"]) == {"~/ckpt", "~/other/ckpt"} and "~/other/ckpt" in written["command"]
 
 
 def test_evaluate_script_reads_another_sources_split_and_calibrates_on_its_validation(tmp_path, tiny_checkpoint):

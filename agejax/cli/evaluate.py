@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from agejax import runtime
-from agejax.cli import command_line
+from agejax.cli import command_line, from_home
 from agejax.data import cache, labels
 from agejax.evaluation import evaluate, report
 from agejax.serving.predict import Predictor
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             # which no export has set up, is not measured against checkpoints that flip.
             predictor = Predictor.load(name, flip=True if args.compare else None)
             result, true, predicted = evaluate_one(predictor, args, command)
-            results[name] = result  # as given: a shipped checkpoint and a candidate may share a name
+            results[from_home(name)] = result  # as given: a shipped checkpoint and a candidate may share a name
             if args.model:
                 out = args.out or Path("reports") / f"{predictor.name}-{set_label}"
                 report.write_evaluation(out, predictor.name, result, true, predicted, predictor.path / "curves.png")
