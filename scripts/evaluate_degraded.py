@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from agejax import runtime
-from agejax.cli import command_line
+from agejax.cli import command_line, from_home
 from agejax.data import degrade, images, labels, prepare, sources, split
 from agejax.evaluation import metrics
 
@@ -61,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         counts[spec.name] = len(ages)
         for name in args.models:
             predictor = Predictor.load(name)
-            row = results.setdefault(name, {}).setdefault(spec.name, {})  # as given: two folders may share a name
+            row = results.setdefault(from_home(name), {}).setdefault(spec.name, {})  # as given: two folders may share a name
             for kind, function in degrade.DEGRADATIONS.items():
                 faces = np.stack([images.to_square_array(function(chip), predictor.image_size) for chip in chips])
                 overall = metrics.overall_metrics(ages, predictor.predict(faces).age)
                 row[kind] = {"mae": round(overall["mae"], 3), "bias": round(overall["bias"], 3)}
-                print(f"{name} {spec.name} {kind}: MAE {overall['mae']:.2f}, bias {overall['bias']:+.2f}",
+                print(f"{from_home(name)} {spec.name} {kind}: MAE {overall['mae']:.2f}, bias {overall['bias']:+.2f}",
                       file=sys.stderr)
     kinds = list(degrade.DEGRADATIONS)
     for spec in specs:
