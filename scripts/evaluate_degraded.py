@@ -61,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         counts[spec.name] = len(ages)
         for name in args.models:
             predictor = Predictor.load(name)
-            row = results.setdefault(from_home(name), {}).setdefault(spec.name, {})  # as given: two folders may share a name
+            label = from_home(name)  # as given: two folders may share a name
+            row = results.setdefault(label, {}).setdefault(spec.name, {})
             for kind, function in degrade.DEGRADATIONS.items():
                 faces = np.stack([images.to_square_array(function(chip), predictor.image_size) for chip in chips])
                 overall = metrics.overall_metrics(ages, predictor.predict(faces).age)
                 row[kind] = {"mae": round(overall["mae"], 3), "bias": round(overall["bias"], 3)}
-                print(f"{from_home(name)} {spec.name} {kind}: MAE {overall['mae']:.2f}, bias {overall['bias']:+.2f}",
+                print(f"{label} {spec.name} {kind}: MAE {overall['mae']:.2f}, bias {overall['bias']:+.2f}",
                       file=sys.stderr)
     kinds = list(degrade.DEGRADATIONS)
     for spec in specs:
