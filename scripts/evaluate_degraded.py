@@ -7,8 +7,9 @@ Every validation chip is degraded at its own 200 px (agejax.data.degrade: grey, 
 quality 20, a 15 degree tilt either way, dark, and the old-photo styles: sepia, faded, grain and
 all of them at once), then resized to the model's input as in prediction. For each model,
 source and degradation it reports the MAE and the bias (mean predicted minus true age: above 0
-reads older). Prints Markdown tables and writes reports/degraded-val.json. Validation, not test:
-this is what training choices are made on. A model or run directory may be given by path.
+reads older), over all faces and over those under 18. Prints Markdown tables and writes
+reports/degraded-val.json. Validation, not test: this is what training choices are made on. A
+model or run directory may be given by path.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def validation_chips(spec: sources.SourceSpec) -> tuple[list[Image.Image], np.nd
     return chips, np.array(ages, np.float64)
 
 
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     runtime.setup()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,20 +60,24 @@ def main(argv: list[str] | None = None) -> int:
     from agejax.serving.predict import Predictor  # imports ONNX Runtime: after the arguments are checked
 
     results: dict[str, dict] = {}
-    counts = {}
+    counts, minor_counts = {}, {}
     for spec in specs:
         chips, ages = validation_chips(spec)
         counts[spec.name] = len(ages)
+        minors = ages < 18  # old photos of children reading older is the bias that matters most
+        minor_counts[spec.name] = int(minors.sum())
         for name in args.models:
             predictor = Predictor.load(name)
             label = from_home(name)  # as given: two folders may share a name
             row = results.setdefault(label, {}).setdefault(spec.name, {})
             for kind, function in degrade.DEGRADATIONS.items():
                 faces = np.stack([images.to_square_array(function(chip), predictor.image_size) for chip in chips])
-                overall = metrics.overall_metrics(ages, predictor.predict(faces).age)
-                row[kind] = {"mae": round(overall["mae"], 3), "bias": round(overall["bias"], 3)}
-                print(f"{label} {spec.name} {kind}: MAE {overall['mae']:.2f}, bias {overall['bias']:+.2f}",
-                      file=sys.stderr)
+                predicted = predictor.predict(faces).age
+                overall = metrics.overall_metrics(ages, predicted)
+                minors_bias = round(float(np.mean(predicted[minors] - ages[minors])), 3) if minors.any() else None
+                row[kind] = {"mae": round(overall["mae"], 3), "bias": round(overall["bias"], 3), "bias_under18": minors_bias}
+                print(f"{label} {spec.name} {kind}: MAE {overall['mae']:.2f}, bias {overall['bias']:+.2f}, "
+                      f"under 18 {_signed(minors_bias)}", file=sys.stderr)
     kinds = list(degrade.DEGRADATIONS)
     for spec in specs:
         print(f"\n{spec.name} validation ({counts[spec.name]} faces): MAE (bias)\n")
@@ -76,9 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, per_source in results.items():
             cells = per_source[spec.name]
             print(f"| {name} | " + " | ".join(f"{cells[k]['mae']:.2f} ({cells[k]['bias']:+.2f})" for k in kinds) + " |")
+        print(f"\n{spec.name} validation, the {minor_counts[spec.name]} faces under 18: bias\n")
+        print("| model | " + " | ".join(kinds) + " |\n|---|" + "---|" * len(kinds))
+        for name, per_source in results.items():
+            cells = per_source[spec.name]
+            print(f"| {name} | " + " | ".join(_signed(cells[k]["bias_under18"]) for k in kinds) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = command_line("scripts/evaluate_degraded.py", argv)
-    args.out.write_text(json.dumps({"command": command, "faces": counts, "val": results}, indent=1) + "\n")
+    report = {"command": command, "faces": counts, "faces_under18": minor_counts, "val": results}
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 

@@ -52,3 +52,15 @@ def test_augmentation_makes_old_photos_in_training_only():
     old = np.abs(warmth(out) - warmth(batch)) > 1.0
     assert 10 < old.sum() < 54  # about half of them
     assert np.abs(out[~old].mean(axis=(1, 2, 3)) - batch[~old].mean(axis=(1, 2, 3))).max() < 0.5
+
+
+def test_augmentation_grain_is_the_same_in_every_channel():
+    from agejax.data.augment import Augment
+
+    batch = np.full((16, 32, 32, 3), 128.0, np.float32)  # plain grey: flips change nothing, grain shows alone
+    layer = Augment(max_zoom=0, max_shift=0, max_brightness=0, max_contrast=0, max_grain=8.0, seed=0)
+    assert np.array_equal(np.asarray(layer(batch, training=False)), batch)
+    grain = np.asarray(layer(batch, training=True)) - batch
+    assert np.allclose(grain[..., 0], grain[..., 1]) and np.allclose(grain[..., 1], grain[..., 2])
+    assert 0.5 < np.abs(grain).mean() < 8.0
+    assert np.abs(np.diff(grain[..., 0], axis=2)).mean() > 1.0  # from pixel to pixel, not in cells

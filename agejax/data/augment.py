@@ -2,7 +2,7 @@
 
 Per image: a random rotation, scale and shift (one bilinear resampling), a horizontal
 flip, brightness and contrast, and the ways real photos fall short of UTKFace's chips:
-greyscale, blur, darkening (a gamma curve), sensor noise and old photographs (sepia
+greyscale, blur, darkening (a gamma curve), sensor noise, fine film grain and old photographs (sepia
 toning, fading, film grain). Random numbers come from
 a Keras SeedGenerator, so a seed makes it repeatable.
 """
@@ -47,6 +47,7 @@ class Augment(keras.layers.Layer):
         dark_prob: float = 0.0,
         max_dimming: float = 0.0,
         max_noise: float = 0.0,
+        max_grain: float = 0.0,
         old_photo_prob: float = 0.0,
         seed: int | None = None,
         **kwargs,
@@ -108,6 +109,9 @@ class Augment(keras.layers.Layer):
         if self.max_noise:
             level = self.max_noise * keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
             images = images + level * keras.random.normal(images.shape, seed=self.seed_generator)
+        if self.max_grain:  # monochrome, a pixel across: what grain drawn at 200 px leaves at the model's size
+            level = self.max_grain * keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
+            images = images + level * keras.random.normal((*images.shape[:3], 1), seed=self.seed_generator)
         return ops.clip(images, 0.0, 255.0)
 
     def _old_photo(self, images, batch: int):

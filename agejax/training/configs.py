@@ -41,7 +41,9 @@ class TrainConfig:
     blur_prob: float = 0.0
     dark_prob: float = 0.0
     max_dimming: float = 0.0  # darkened images also lose up to this share of their light
-    max_noise: float = 0.0
+    max_noise: float = 0.0  # colour noise, each pixel and channel its own
+    # Film grain: the same noise in every channel of a pixel, finer than the old-photo style's
+    max_grain: float = 0.0
     # Old photographs: toned (sepia), faded, grainy; this share of images gets a random mix.
     old_photo_prob: float = 0.0
     # The labelled sources trained on (agejax.data.sources: each needs its cache at image_size)
@@ -80,7 +82,7 @@ class TrainConfig:
 DTYPE_POLICIES = ("auto", "float32", "mixed_bfloat16")
 AUGMENTATION_FIELDS = (
     "max_zoom", "max_shift", "max_brightness", "max_contrast",
-    "max_rotation_deg", "grey_prob", "blur_prob", "dark_prob", "max_dimming", "max_noise",
+    "max_rotation_deg", "grey_prob", "blur_prob", "dark_prob", "max_dimming", "max_noise", "max_grain",
     "old_photo_prob",
 )
 
@@ -128,6 +130,11 @@ PRESETS: dict[str, TrainConfig] = {
         CNN_96PX_32EP, image_size=112, epochs=8, learning_rate=3e-4, warmup_epochs=0.3,
         init_weights="~/.cache/agejax/runs/cnn_112px_mixed_24ep/best.weights.h5", sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.3, grey_prob=0.15, max_noise=8.0),
+    # As the 4-epoch fine-tune, with monochrome grain in place of the stronger colour noise.
+    "cnn_112px_mixed_fine_grain_ft": dataclasses.replace(
+        CNN_96PX_32EP, image_size=112, epochs=4, learning_rate=3e-4, warmup_epochs=0.3,
+        init_weights="~/.cache/agejax/runs/cnn_112px_mixed_24ep/best.weights.h5", sources=("utkface", "aaf"),
+        source_shares=(0.75, 0.25), old_photo_prob=0.3, grey_prob=0.15, max_grain=8.0),
     # The UTKFace ResNet50, in three runs, each from the last one's best weights: 10 epochs at
     # 64 px; 4 at 96 px with stronger tilt, grey, blur and darkening; 2 more in which darkened
     # images also lose up to half their light.
