@@ -2,9 +2,9 @@
 
 Per image: a random rotation, scale and shift (one bilinear resampling), a horizontal
 flip, brightness and contrast, and the ways real photos fall short of UTKFace's chips:
-greyscale, blur, darkening (a gamma curve), sensor noise, fine film grain and old photographs (sepia
-toning, fading, film grain). Random numbers come from
-a Keras SeedGenerator, so a seed makes it repeatable.
+greyscale, blur, darkening (a gamma curve), colour noise, fine film grain and old photographs
+(sepia toning, fading, coarser grain). Random numbers come from a Keras SeedGenerator, so a seed
+makes it repeatable.
 """
 
 from __future__ import annotations
