@@ -114,7 +114,8 @@ PRESETS: dict[str, TrainConfig] = {
         CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 8, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15),
     # The shipped CNN (checkpoints/cnn at commit 21df337) fine-tuned for 4 epochs with monochrome
-    # film grain on every image, which cured the 112 px CNN of reading grain as age.
+    # film grain on every image, which cured the 112 px CNN of reading grain as age; at 96 px it
+    # did not (CHANGELOG.md).
     "cnn_96px_mixed_fine_grain_ft": dataclasses.replace(
         CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 4, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0),
