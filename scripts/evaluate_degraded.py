@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 faces = np.stack([images.to_square_array(function(chip), predictor.image_size) for chip in chips])
                 predicted = predictor.predict(faces).age
                 overall = metrics.overall_metrics(ages, predicted)
-                minors_bias = round(float(np.mean(predicted[minors] - ages[minors])), 3) if minors.any() else None
+                minors_bias = round(metrics.overall_metrics(ages[minors], predicted[minors])["bias"], 3) if minors.any() else None
                 row[kind] = {"mae": round(overall["mae"], 3), "bias": round(overall["bias"], 3), "bias_under18": minors_bias}
                 print(f"{label} {spec.name} {kind}: MAE {overall['mae']:.2f}, bias {overall['bias']:+.2f}, "
                       f"under 18 {_signed(minors_bias)}", file=sys.stderr)

@@ -97,6 +97,11 @@ CNN_96PX_32EP = TrainConfig(
     max_rotation_deg=10.0, grey_prob=0.1, blur_prob=0.1, dark_prob=0.1, max_noise=3.0,
 )
 FINE_TUNE = dict(epochs=6, learning_rate=3e-4, warmup_epochs=0.3, init_weights="checkpoints/cnn")
+# The 112 px run's best weights fine-tuned on both sources with old-photo styles twice as often.
+FROM_112PX_24EP = dict(
+    image_size=112, learning_rate=3e-4, warmup_epochs=0.3, sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
+    init_weights="~/.cache/agejax/runs/cnn_112px_mixed_24ep/best.weights.h5", old_photo_prob=0.3, grey_prob=0.15,
+)
 
 PRESETS: dict[str, TrainConfig] = {
     # UTKFace alone, from random initialisation (about 95 min on 2 CPU cores).
@@ -128,19 +133,13 @@ PRESETS: dict[str, TrainConfig] = {
     # Its best weights fine-tuned for 4 epochs with old-photo styles twice as often and per-pixel
     # noise on every image (standard deviation up to 8 levels), finer than the styles' own grain.
     "cnn_112px_mixed_grain_ft": dataclasses.replace(
-        CNN_96PX_32EP, image_size=112, epochs=4, learning_rate=3e-4, warmup_epochs=0.3,
-        init_weights="~/.cache/agejax/runs/cnn_112px_mixed_24ep/best.weights.h5", sources=("utkface", "aaf"),
-        source_shares=(0.75, 0.25), old_photo_prob=0.3, grey_prob=0.15, max_noise=8.0),
+        CNN_96PX_32EP, **FROM_112PX_24EP, epochs=4, max_noise=8.0),
     # The same for 8 epochs: the 24-epoch run still trained no better than it validated.
     "cnn_112px_mixed_grain_8ep": dataclasses.replace(
-        CNN_96PX_32EP, image_size=112, epochs=8, learning_rate=3e-4, warmup_epochs=0.3,
-        init_weights="~/.cache/agejax/runs/cnn_112px_mixed_24ep/best.weights.h5", sources=("utkface", "aaf"),
-        source_shares=(0.75, 0.25), old_photo_prob=0.3, grey_prob=0.15, max_noise=8.0),
+        CNN_96PX_32EP, **FROM_112PX_24EP, epochs=8, max_noise=8.0),
     # As the 4-epoch fine-tune, with monochrome grain in place of the stronger colour noise.
     "cnn_112px_mixed_fine_grain_ft": dataclasses.replace(
-        CNN_96PX_32EP, image_size=112, epochs=4, learning_rate=3e-4, warmup_epochs=0.3,
-        init_weights="~/.cache/agejax/runs/cnn_112px_mixed_24ep/best.weights.h5", sources=("utkface", "aaf"),
-        source_shares=(0.75, 0.25), old_photo_prob=0.3, grey_prob=0.15, max_grain=8.0),
+        CNN_96PX_32EP, **FROM_112PX_24EP, epochs=4, max_grain=8.0),
     # The UTKFace ResNet50, in three runs, each from the last one's best weights: 10 epochs at
     # 64 px; 4 at 96 px with stronger tilt, grey, blur and darkening; 2 more in which darkened
     # images also lose up to half their light.
