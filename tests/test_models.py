@@ -58,6 +58,29 @@ def test_distribution_loss_is_lowest_at_the_true_age():
     assert at_truth == pytest.approx(0.0, abs=1e-3)
 
 
+def test_distribution_loss_with_a_teacher_aims_at_the_mix_of_label_and_teacher():
+    bins = np.arange(models.NUM_AGE_BINS)
+
+    def peaked(age):
+        p = np.exp(-0.5 * ((bins - age) / 2.0) ** 2)
+        return (p / p.sum()).astype("float32")
+
+    teacher = peaked(40)
+    targets = np.concatenate([[30.0], teacher])[None].astype("float32")  # the age, then the teacher's distribution
+    all_teacher = models.AgeDistributionLoss(teacher_weight=1.0)
+    assert float(all_teacher(targets, teacher[None])) == pytest.approx(0.0, abs=1e-3)
+    assert float(all_teacher(targets, peaked(30)[None])) > 1.0
+    # With weight 0 the teacher is ignored: the same loss as the age alone.
+    no_teacher = models.AgeDistributionLoss(teacher_weight=0.0)
+    assert float(no_teacher(targets, peaked(33)[None])) == pytest.approx(float(no_teacher(np.array([30.0]), peaked(33)[None])))
+    # Half and half: lowest between the label and the teacher, not at either.
+    half = models.AgeDistributionLoss(teacher_weight=0.5)
+    losses = {age: float(half(targets, peaked(age)[None])) for age in (30, 35, 40)}
+    assert losses[35] < min(losses[30], losses[40])
+    # The training MAE still measures against the true age.
+    assert float(np.asarray(models.age_mae(targets, peaked(40)[None]))[0]) == pytest.approx(10.0, abs=0.05)
+
+
 @pytest.mark.parametrize("head", models.HEADS)
 def test_one_train_step_lowers_the_loss_on_a_fixed_tiny_batch(head):
     keras.utils.set_random_seed(0)  # the same start whichever tests ran before

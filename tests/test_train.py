@@ -14,7 +14,7 @@ from agejax.cli import train as train_cli
 from agejax.data import cache, pipeline, split
 from agejax.evaluation import report
 from agejax.serving.predict import Predictor
-from agejax.training import benchmark, callbacks, configs, train
+from agejax.training import benchmark, callbacks, configs, distill, models, train
 
 from conftest import REPO, load_script
 
@@ -220,6 +220,45 @@ def test_a_run_can_start_from_an_earlier_runs_weights(tmp_path, tiny_cache):
     with pytest.raises(FileNotFoundError, match="init_weights"):
         train.train(dataclasses.replace(config, init_weights=str(tmp_path / "none.h5")), tmp_path / "third",
                     tiny_cache, verbose=0)
+
+
+def test_a_student_learns_from_teachers_averaged_and_cached_at_their_own_size(tmp_path, tiny_cache):
+    # A 48 px cache of the same faces, for a teacher whose input is 48 px.
+    small = cache.load_split("train", 32, tiny_cache)
+    big = {}
+    for name in split.SPLITS:
+        arrays = cache.load_split(name, 32, tiny_cache)
+        images = np.repeat(np.repeat(np.asarray(arrays.images), 2, axis=1), 2, axis=2)[:, :48, :48]
+        big[name] = dataclasses.replace(arrays, images=np.ascontiguousarray(images))
+    cache.write(big, 48, tiny_cache)
+    teacher_a, teacher_b = tmp_path / "teacher_a", tmp_path / "teacher_b"
+    train.train(configs.TrainConfig(image_size=32, epochs=1, batch_size=16), teacher_a, tiny_cache, verbose=0)
+    train.train(configs.TrainConfig(image_size=48, epochs=1, batch_size=16, seed=1), teacher_b, tiny_cache, verbose=0)
+
+    targets = distill.teacher_distributions((str(teacher_a), str(teacher_b)), "utkface", "train", tiny_cache)
+    expected = [Predictor.load(t, flip=True).predict(cache.load_split("train", size, tiny_cache).images).probs
+                for t, size in ((teacher_a, 32), (teacher_b, 48))]
+    np.testing.assert_allclose(targets, (expected[0] + expected[1]) / 2, atol=1e-5)
+    assert targets.shape == (len(small.ages), models.NUM_AGE_BINS)
+    cached = list((tiny_cache / "teachers").glob("utkface_train_*.npy"))
+    assert len(cached) == 1
+    # Read back, not recomputed: a changed file stands in for the teachers' answer.
+    np.save(cached[0], np.zeros_like(targets))
+    assert not distill.teacher_distributions((str(teacher_a), str(teacher_b)), "utkface", "train", tiny_cache).any()
+    # Another teacher list is another file.
+    distill.teacher_distributions((str(teacher_a),), "utkface", "train", tiny_cache)
+    assert len(list((tiny_cache / "teachers").glob("utkface_train_*.npy"))) == 2
+
+    student = configs.TrainConfig(image_size=32, epochs=1, batch_size=16, teachers=(str(teacher_a),), teacher_weight=0.7)
+    fed = train.training_targets(student, "utkface", small.ages, tiny_cache)
+    assert fed.shape == (len(small.ages), 1 + models.NUM_AGE_BINS)
+    np.testing.assert_array_equal(fed[:, 0], small.ages)
+    np.testing.assert_allclose(fed[:, 1:], expected[0], atol=1e-5)
+    result = train.train(student, tmp_path / "student", tiny_cache, verbose=0)
+    assert result["finished"] and np.isfinite(result["val_mae"])
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["teachers"] == [str(teacher_a)]
+    with pytest.raises(FileNotFoundError, match="teacher"):
+        distill.teacher_distributions((str(tmp_path / "none"),), "utkface", "train", tiny_cache)
 
 
 def test_two_models_train_one_after_the_other_in_one_process(tiny_cache):

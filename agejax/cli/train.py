@@ -51,8 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(default utkface, or the preset's)")
     parser.add_argument("--source-shares", type=float, nargs="+", metavar="SHARE",
                         help="each source's share of every batch, in --source order (default: by size)")
+    parser.add_argument("--teacher", action="append", dest="teachers", metavar="MODEL",
+                        help="distil from this model (a shipped name, checkpoint folder or run directory); "
+                        "once per teacher, averaged (default none, or the preset's)")
     for field in dataclasses.fields(configs.TrainConfig):
-        if field.name in ("sources", "source_shares"):
+        if field.name in ("sources", "source_shares", "teachers"):
             continue
         kind = {"int": int, "float": float, "bool": yes_or_no}.get(str(field.type), str)
         parser.add_argument(
@@ -89,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     config = configs.PRESETS[args.preset] if args.preset else configs.TrainConfig()
     overrides = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(config)
-        if f.name not in ("sources", "source_shares") and getattr(args, f.name) is not None
+        if f.name not in ("sources", "source_shares", "teachers") and getattr(args, f.name) is not None
     }
+    if args.teachers:
+        overrides["teachers"] = tuple(args.teachers)
     if args.sources:
         overrides["sources"] = tuple(args.sources)
     if args.source_shares:

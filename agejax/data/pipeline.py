@@ -57,8 +57,9 @@ def on_accelerator(images: np.ndarray) -> np.ndarray | jax.Array:
 class ArrayBatches(keras.utils.PyDataset):
     """Batches of (images, ages, weights), or of images alone when ages is None.
 
-    images is a NumPy array (or memory map) or a jax.Array already on the device; weights,
-    one per face, scale each face's loss (default 1; padding rows weigh 0).
+    images is a NumPy array (or memory map) or a jax.Array already on the device; ages may be
+    (N, 1 + bins) targets, each age followed by a teacher's distribution; weights, one per
+    face, scale each face's loss (default 1; padding rows weigh 0).
     """
 
     def __init__(
@@ -119,7 +120,8 @@ class ArrayBatches(keras.utils.PyDataset):
 class MixedBatches(keras.utils.PyDataset):
     """Training batches of (images, ages, weights) drawn from several sources in fixed shares.
 
-    Each part is (images, ages) or (images, ages, per-face weights).
+    Each part is (images, ages) or (images, ages, per-face weights); ages may be targets as
+    ArrayBatches takes them.
 
     Every batch holds the same number of images from each source (its share of the batch,
     rounded so they add up); each source is shuffled anew whenever it runs out, so a small

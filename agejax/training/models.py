@@ -145,33 +145,55 @@ def point_prediction(y_pred):
     return ops.squeeze(y_pred, -1)
 
 
+def true_ages(y_true):
+    """The ages column of the targets: (N,), (N, 1), or (N, 1 + bins) with teacher distributions."""
+    y_true = ops.cast(y_true, "float32")
+    if len(y_true.shape) == 2 and y_true.shape[-1] == NUM_AGE_BINS + 1:
+        return y_true[:, 0]
+    return ops.reshape(y_true, (-1,))
+
+
 @keras.saving.register_keras_serializable(package="agejax")
 def age_mae(y_true, y_pred):
     """Mean absolute error in years, for either head."""
-    return ops.abs(point_prediction(y_pred) - ops.reshape(ops.cast(y_true, "float32"), (-1,)))
+    return ops.abs(point_prediction(y_pred) - true_ages(y_true))
 
 
 @keras.saving.register_keras_serializable(package="agejax")
 class AgeDistributionLoss(keras.losses.Loss):
-    """Label-distribution loss (DLDL-v2): KL to a Gaussian around the true age, plus L1 on the expectation."""
+    """Label-distribution loss (DLDL-v2): KL to a Gaussian around the true age, plus L1 on the expectation.
 
-    def __init__(self, sigma: float = 2.0, l1_weight: float = 1.0, name: str = "age_distribution", **kwargs):
+    Targets of shape (N, 1 + bins) carry a teacher's distribution after the age: the target
+    is then teacher_weight of it mixed with the Gaussian, and the L1 term aims at the mixture's mean.
+    """
+
+    def __init__(self, sigma: float = 2.0, l1_weight: float = 1.0, teacher_weight: float = 0.5,
+                 name: str = "age_distribution", **kwargs):
         super().__init__(name=name, **kwargs)
         self.sigma = sigma
         self.l1_weight = l1_weight
+        self.teacher_weight = teacher_weight
 
     def call(self, y_true, y_pred):
-        ages = ops.reshape(ops.cast(y_true, "float32"), (-1, 1))
+        ages = true_ages(y_true)
         bins = ops.arange(NUM_AGE_BINS, dtype="float32")[None, :]
-        target = ops.exp(-0.5 * ops.square((bins - ages) / self.sigma))
+        target = ops.exp(-0.5 * ops.square((bins - ages[:, None]) / self.sigma))
         target = target / ops.sum(target, axis=-1, keepdims=True)
+        aim = ages
+        if len(y_true.shape) == 2 and y_true.shape[-1] == NUM_AGE_BINS + 1:
+            teacher = ops.cast(y_true[:, 1:], "float32")
+            target = (1 - self.teacher_weight) * target + self.teacher_weight * teacher
+            aim = (1 - self.teacher_weight) * ages + self.teacher_weight * expected_age(teacher)
         probs = ops.clip(y_pred, 1e-7, 1.0)
         kl = ops.sum(target * (ops.log(ops.clip(target, 1e-7, 1.0)) - ops.log(probs)), axis=-1)
-        return kl + self.l1_weight * ops.abs(expected_age(y_pred) - ops.squeeze(ages, -1))
+        return kl + self.l1_weight * ops.abs(expected_age(y_pred) - aim)
 
     def get_config(self):
-        return {**super().get_config(), "sigma": self.sigma, "l1_weight": self.l1_weight}
+        return {**super().get_config(), "sigma": self.sigma, "l1_weight": self.l1_weight,
+                "teacher_weight": self.teacher_weight}
 
 
-def loss_for(head_kind: str, label_sigma: float = 2.0) -> keras.losses.Loss:
-    return AgeDistributionLoss(label_sigma) if head_kind == "distribution" else keras.losses.MeanAbsoluteError()
+def loss_for(head_kind: str, label_sigma: float = 2.0, teacher_weight: float = 0.5) -> keras.losses.Loss:
+    if head_kind == "distribution":
+        return AgeDistributionLoss(label_sigma, teacher_weight=teacher_weight)
+    return keras.losses.MeanAbsoluteError()

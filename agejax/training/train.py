@@ -36,7 +36,7 @@ import numpy as np
 from agejax import SHIPPED_ROOT
 from agejax.data import cache, pipeline, split
 from agejax.evaluation import report
-from agejax.training import models
+from agejax.training import distill, models
 from agejax.training.callbacks import (
     BestCheckpoint,
     ElapsedTime,
@@ -91,7 +91,7 @@ def compiled_model(config: TrainConfig, steps_per_epoch: int, fast_convolutions:
     model = models.build_from_config(config, fast_convolutions)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
-        loss=models.loss_for(config.head, config.label_sigma),
+        loss=models.loss_for(config.head, config.label_sigma, config.teacher_weight),
         weighted_metrics=[models.age_mae],  # weighted: padding rows carry weight 0
     )
     return model
@@ -139,6 +139,14 @@ def load_initial_weights(model: keras.Model, path: Path) -> None:
     model.set_weights([stored[w.path] for w in model.weights])
 
 
+def training_targets(config: TrainConfig, source: str, ages: np.ndarray, cache_root: Path) -> np.ndarray:
+    """A source's training targets: its ages, or (N, 1 + bins) ages and teacher distributions."""
+    if not config.teachers:
+        return ages
+    teacher = distill.teacher_distributions(config.teachers, source, "train", cache_root)
+    return np.concatenate([np.asarray(ages, np.float32)[:, None], teacher], axis=1)
+
+
 def _check_run_dir(run_dir: Path, config: TrainConfig) -> None:
     saved = run_dir / "config.json"
     if saved.exists() and TrainConfig.from_json(saved) != config:
@@ -174,19 +182,20 @@ def train(
     device_info = setup_devices()
     train_parts = {s: cache.load_split("train", config.image_size, cache_root, mmap=False, source=s) for s in config.sources}
     val_parts = {s: cache.load_split("val", config.image_size, cache_root, source=s) for s in config.sources}
+    targets = {s: training_targets(config, s, part.ages, cache_root) for s, part in train_parts.items()}
     val_arrays = val_parts[config.sources[0]]
     if len(config.sources) == 1:
         train_arrays = train_parts[config.sources[0]]
         train_batches = pipeline.ArrayBatches(
-            pipeline.on_accelerator(train_arrays.images), train_arrays.ages, config.batch_size,
+            pipeline.on_accelerator(train_arrays.images), targets[config.sources[0]], config.batch_size,
             shuffle=True, seed=config.seed, weights=pipeline.age_balance_weights(train_arrays.ages, config.age_balance),
         )
         val_batches = pipeline.ArrayBatches(val_arrays.images, val_arrays.ages, config.batch_size)
     else:
         shares = config.source_shares or [len(part) for part in train_parts.values()]
         train_batches = pipeline.MixedBatches(
-            [(part.images, part.ages, pipeline.age_balance_weights(part.ages, config.age_balance))
-             for part in train_parts.values()], shares, config.batch_size, config.seed,
+            [(part.images, targets[s], pipeline.age_balance_weights(part.ages, config.age_balance))
+             for s, part in train_parts.items()], shares, config.batch_size, config.seed,
         )
         val_batches = None  # PerSourceValidation scores every source's validation split
     model = compiled_model(config, len(train_batches))
