@@ -157,6 +157,12 @@ PRESETS: dict[str, TrainConfig] = {
     # As the 4-epoch fine-tune, with monochrome grain in place of the stronger colour noise.
     "cnn_112px_mixed_fine_grain_ft": dataclasses.replace(
         CNN_96PX_32EP, **FROM_112PX_24EP, epochs=4, max_grain=8.0),
+    # The 8-epoch grain fine-tune's best weights distilled from the same two teachers as
+    # cnn_96px_mixed_distilled_ft, with monochrome grain.
+    "cnn_112px_mixed_distilled_ft": dataclasses.replace(
+        CNN_96PX_32EP, **{**FROM_112PX_24EP, "learning_rate": 2e-4,
+                          "init_weights": "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep/best.weights.h5"},
+        epochs=6, max_grain=8.0, teachers=("cnn", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
     # The UTKFace ResNet50, in three runs, each from the last one's best weights: 10 epochs at
     # 64 px; 4 at 96 px with stronger tilt, grey, blur and darkening; 2 more in which darkened
     # images also lose up to half their light.
