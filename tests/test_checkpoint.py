@@ -239,3 +239,16 @@ def test_the_export_scores_each_split_once_and_keeps_every_answer(tmp_path):
     assert calls == [5, 3]
     assert answers[0] is answers[2] and len(answers[1].age) == 3
     np.testing.assert_array_equal(answers[0].age, Predictor.load(folder).predict(first).age)
+
+
+def test_model_card_says_how_a_model_was_trained_from_its_config():
+    from agejax.serving.model_card import model_card
+
+    shipped = checkpoint.read_metrics(CHECKPOINTS / "cnn")
+    plain = {**shipped, "config": {**shipped["config"], "teachers": [], "init_weights": None}}
+    assert "trained from random initialisation" in model_card(plain) and "distilled from" not in model_card(plain)
+    distilled = {**shipped, "config": {**shipped["config"], "teachers": ["cnn", "runs/big"], "teacher_weight": 0.25,
+                                       "init_weights": "checkpoints/cnn"}}
+    card = model_card(distilled)
+    assert "fine-tuned from an earlier agejax model" in card
+    assert "distilled from `cnn`, `runs/big` (their mean age distribution made 25% of each" in card

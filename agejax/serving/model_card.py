@@ -27,6 +27,10 @@ def model_card(shipped: dict) -> str:
     shares = config.get("source_shares")
     origin = (f"fine-tuned from an earlier agejax model (`init_weights`: `{config['init_weights']}`; that chain "
               "began from random initialisation)" if config.get("init_weights") else "trained from random initialisation")
+    if config.get("teachers"):
+        teachers = ", ".join(f"`{t}`" for t in config["teachers"])
+        origin += (f" and distilled from {teachers} (their mean age distribution made {config['teacher_weight']:.0%} "
+                   "of each training face's target, its label the rest)")
     rows = "\n".join(
         f"| {SOURCE_LABELS.get(s, s)} | {row['val_mae']:.2f} | **{row['test_mae']:.2f}** | {row['test_bias']:+.2f} | "
         f"{percent(row['test_coverage']['90'])} | `{row['manifest_sha256'][:12]}` |"

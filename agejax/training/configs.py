@@ -122,7 +122,7 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn_96px_mixed_ft": dataclasses.replace(
         CNN_96PX_32EP, **FINE_TUNE, sources=("utkface", "aaf"), source_shares=(0.75, 0.25)),
     "cnn_96px_utkface_ft": dataclasses.replace(CNN_96PX_32EP, **FINE_TUNE),
-    # The shipped CNN (checkpoints/cnn): cnn_96px_mixed_ft's checkpoint fine-tuned for 8 more
+    # checkpoints/cnn at commit 032ce7d: cnn_96px_mixed_ft's checkpoint fine-tuned for 8 more
     # epochs with old-photo styles (sepia, fading, film grain) on 15 % of the images and more
     # grey ones, so that a photo's age is not read from its style.
     "cnn_96px_mixed_oldphoto_ft": dataclasses.replace(
@@ -134,9 +134,9 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn_96px_mixed_fine_grain_ft": dataclasses.replace(
         CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 4, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0),
-    # The shipped CNN (checkpoints/cnn at commit 032ce7d) distilled from itself and the
-    # grain-robust 112 px CNN: half of each training face's target is the two models' mean age
-    # distribution for it (better on validation than either model), the rest its label.
+    # The shipped CNN (checkpoints/cnn): the one at commit 032ce7d fine-tuned for 6 epochs with
+    # monochrome grain and distilled from itself and the 112 px CNN below: half of each training
+    # face's target is the two models' mean age distribution for it, the rest its label.
     "cnn_96px_mixed_distilled_ft": dataclasses.replace(
         CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 6, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0,
@@ -158,7 +158,8 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn_112px_mixed_fine_grain_ft": dataclasses.replace(
         CNN_96PX_32EP, **FROM_112PX_24EP, epochs=4, max_grain=8.0),
     # The 8-epoch grain fine-tune's best weights distilled from the same two teachers as
-    # cnn_96px_mixed_distilled_ft, with monochrome grain.
+    # cnn_96px_mixed_distilled_ft, with monochrome grain. Not shipped: worse on validation than
+    # the weights it started from (CHANGELOG.md).
     "cnn_112px_mixed_distilled_ft": dataclasses.replace(
         CNN_96PX_32EP, **{**FROM_112PX_24EP, "learning_rate": 2e-4,
                           "init_weights": "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep/best.weights.h5"},
