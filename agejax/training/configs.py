@@ -141,6 +141,11 @@ PRESETS: dict[str, TrainConfig] = {
         CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 6, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0,
         teachers=("cnn", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
+    # The whole 96 px schedule from random initialisation on both sources, distilled from the
+    # shipped CNN (checkpoints/cnn at commit 2213207) and the 112 px CNN below from the start.
+    "cnn_96px_mixed_distilled_32ep": dataclasses.replace(
+        CNN_96PX_32EP, sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15,
+        max_grain=8.0, teachers=("cnn", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
     # One run from random initialisation on both sources at 112 px, old-photo styles from the
     # start; 24 epochs of 420 batches see 645k faces, against cnn_96px_32ep's 568k. Not shipped:
     # film grain reads as age (CHANGELOG.md).
