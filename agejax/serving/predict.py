@@ -33,6 +33,11 @@ CHECKPOINTS = SHIPPED_ROOT / "checkpoints"
 SHIPPED = ("cnn", "resnet50")
 
 
+def model_path(name_or_path: str | Path) -> Path:
+    """The folder of a shipped name ("cnn", "resnet50"), or the given checkpoint or run folder."""
+    return CHECKPOINTS / str(name_or_path) if str(name_or_path) in SHIPPED else Path(name_or_path).expanduser()
+
+
 def shipped_by_validation() -> list[str]:
     """The installed shipped checkpoints, lowest validation MAE first: the first is every default."""
     installed = [name for name in SHIPPED if (CHECKPOINTS / name / "weights.npz").exists()]
@@ -148,7 +153,7 @@ class Predictor:
         work); by default as the checkpoint's export chose on validation. A checkpoint's int8
         graph serves where it has one, unless ``int8_graph`` is False (then its float32 graph).
         """
-        path = CHECKPOINTS / str(name_or_path) if str(name_or_path) in SHIPPED else Path(name_or_path)
+        path = model_path(name_or_path)
         if (path / "weights.npz").exists():
             config = TrainConfig.from_json(path / "config.json")
             if int8_graph:  # kept by the export only where it was faster and as accurate

@@ -22,17 +22,13 @@ from agejax.data import cache, split
 TEACHER_FILES = ("weights.npz", "forward.int8.onnx", "forward.onnx", "model.keras")
 
 
-def _teacher_path(teacher: str) -> Path:
-    from agejax.serving.predict import CHECKPOINTS, SHIPPED
-
-    return CHECKPOINTS / teacher if teacher in SHIPPED else Path(teacher).expanduser()
-
-
 def _fingerprint(teachers: tuple[str, ...], source: str, split_name: str, root: Path) -> str:
     """Changes when a teacher's files, the source's split or the teacher list change."""
+    from agejax.serving.predict import model_path
+
     parts = [source, split_name, split.manifest_hash(split.manifest_path(source, root))]
     for teacher in teachers:
-        folder = _teacher_path(teacher)
+        folder = model_path(teacher)
         files = [folder / name for name in TEACHER_FILES if (folder / name).exists()]
         if not files:
             raise FileNotFoundError(f"teacher {teacher!r}: no model at {folder}")
@@ -55,7 +51,7 @@ def teacher_distributions(
 
     total, file_names = None, None
     for teacher in teachers:
-        predictor = Predictor.load(_teacher_path(teacher), flip=True)
+        predictor = Predictor.load(teacher, flip=True)
         if predictor.head != "distribution":
             raise ValueError(f"teacher {teacher!r} has no distribution head")
         faces = cache.load_split(split_name, predictor.image_size, root, source=source)

@@ -145,12 +145,15 @@ def point_prediction(y_pred):
     return ops.squeeze(y_pred, -1)
 
 
+def carries_teacher(y_true) -> bool:
+    """Whether targets are (N, 1 + bins): each age followed by a teacher's distribution."""
+    return len(y_true.shape) == 2 and y_true.shape[-1] == NUM_AGE_BINS + 1
+
+
 def true_ages(y_true):
     """The ages column of the targets: (N,), (N, 1), or (N, 1 + bins) with teacher distributions."""
     y_true = ops.cast(y_true, "float32")
-    if len(y_true.shape) == 2 and y_true.shape[-1] == NUM_AGE_BINS + 1:
-        return y_true[:, 0]
-    return ops.reshape(y_true, (-1,))
+    return y_true[:, 0] if carries_teacher(y_true) else ops.reshape(y_true, (-1,))
 
 
 @keras.saving.register_keras_serializable(package="agejax")
@@ -180,7 +183,7 @@ class AgeDistributionLoss(keras.losses.Loss):
         target = ops.exp(-0.5 * ops.square((bins - ages[:, None]) / self.sigma))
         target = target / ops.sum(target, axis=-1, keepdims=True)
         aim = ages
-        if len(y_true.shape) == 2 and y_true.shape[-1] == NUM_AGE_BINS + 1:
+        if carries_teacher(y_true):
             teacher = ops.cast(y_true[:, 1:], "float32")
             target = (1 - self.teacher_weight) * target + self.teacher_weight * teacher
             aim = (1 - self.teacher_weight) * ages + self.teacher_weight * expected_age(teacher)
