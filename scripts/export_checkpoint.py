@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--card-only", action="store_true",
                         help="only rewrite a checkpoint's model card (README.md) from its metrics.json")
     args = parser.parse_args(argv)
+    args.run_dir = args.run_dir.expanduser()  # quoted, "~/..." reaches here unexpanded
     if args.card_only:
         from agejax.serving.model_card import model_card
 

@@ -130,7 +130,7 @@ def _all_layers(model):
 
 def test_shipped_checkpoint_predicts_as_with_stock_convolutions(no_xla):
     model, config = checkpoint.load(predict.CHECKPOINTS / "cnn")
-    stock = models.build_model(config.backbone, config.head, config.image_size, fast_convolutions=False)
+    stock = models.build_from_config(config, fast_convolutions=False)
     stock.set_weights(model.get_weights())
     images = np.random.default_rng(0).integers(0, 256, (8, config.image_size, config.image_size, 3), np.uint8)
     np.testing.assert_allclose(model.predict(images, verbose=0), stock.predict(images, verbose=0), atol=1e-5)

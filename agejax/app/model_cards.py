@@ -65,6 +65,10 @@ def training_summary(name: str) -> str:
     """How the shipped checkpoint was trained, from its metrics.json."""
     metrics = json.loads((CHECKPOINTS / name / "metrics.json").read_text())
     config = metrics["config"]
+    if config.get("members"):
+        sizes = " and ".join(f"{m['image_size']} px" for m in config["members"])
+        return (f"{metrics['model']}: {metrics['parameters']:,} parameters, the mean of CNNs at {sizes}, each trained "
+                f"on {trained_on(config)}; validation MAE {metrics['val_mae']:.2f}.")
     start = (f"fine-tuned for {config['epochs']} epochs from an earlier agejax model" if config.get("init_weights")
              else f"{config['epochs']} epochs from random initialisation")
     return (f"{metrics['model']}: {metrics['parameters']:,} parameters, {start}, on {trained_on(config)} "

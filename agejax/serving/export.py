@@ -235,10 +235,13 @@ def export(run_dir: Path, name: str, target_root: Path, weights_format: str = "i
         "manifest_sha256": split.manifest_hash(),
         "command": command,
         **{k: run_metrics[k] for k in ("best_epoch", "parameters", "git_commit", "devices", "peak_rss_mib", "config")},
+        **({"members": run_metrics["members"]} if "members" in run_metrics else {}),
     }
     (target / "metrics.json").write_text(json.dumps(shipped, indent=2) + "\n")
-    for file_name in ("history.csv", "curves.png"):
-        if (run_dir / file_name).resolve() != (target / file_name).resolve():
+    for file_name in ("history.csv", "curves.png"):  # an ensemble's run has no training of its own
+        if not (run_dir / file_name).exists():
+            (target / file_name).unlink(missing_ok=True)
+        elif (run_dir / file_name).resolve() != (target / file_name).resolve():
             shutil.copy(run_dir / file_name, target / file_name)
     shutil.rmtree(target / "report", ignore_errors=True)
     for source, (result, predicted) in reports.items():

@@ -21,24 +21,49 @@ def percent(share: float | None) -> str:
     return "n/a" if share is None else f"{100 * share:.1f} %"
 
 
-def model_card(shipped: dict) -> str:
+def origin(config: dict) -> str:
+    """How a trained model came to be, from its config: from scratch, fine-tuned, distilled."""
+    how = (f"fine-tuned from an earlier agejax model (`init_weights`: `{config['init_weights']}`; that chain "
+           "began from random initialisation)" if config.get("init_weights") else "trained from random initialisation")
+    if config.get("teachers"):
+        teachers = ", ".join(f"`{t}`" for t in config["teachers"])
+        how += (f" and distilled from {teachers} (their mean age distribution made {config['teacher_weight']:.0%} "
+                "of each training face's target, its label the rest)")
+    return how
+
+
+def how_made(shipped: dict) -> str:
+    """The card's opening: what the model is, what it learnt from and the commands that made it."""
     config = shipped["config"]
     trained_on = " and ".join(SOURCE_LABELS.get(s, s) for s in config.get("sources", ["utkface"]))
     shares = config.get("source_shares")
-    origin = (f"fine-tuned from an earlier agejax model (`init_weights`: `{config['init_weights']}`; that chain "
-              "began from random initialisation)" if config.get("init_weights") else "trained from random initialisation")
-    if config.get("teachers"):
-        teachers = ", ".join(f"`{t}`" for t in config["teachers"])
-        origin += (f" and distilled from {teachers} (their mean age distribution made {config['teacher_weight']:.0%} "
-                   "of each training face's target, its label the rest)")
+    exported = f"`{shipped['command'] or 'python scripts/export_checkpoint.py'}`"
+    if shipped.get("reference_measured_by"):
+        exported += (" (a re-export in place; the run's full-precision reference figures are those of "
+                     f"`{shipped['reference_measured_by']}`)")
+    if not config.get("members"):
+        return (f"Age regressor {origin(config)}, on {trained_on}{f' (shares of each batch: {shares})' if shares else ''}, "
+                f"with `python scripts/train.py` and the config in `config.json`, then exported with {exported}.")
+    runs = shipped.get("members") or [f"member {i}" for i in range(len(config["members"]))]
+    members = "\n".join(f"- `{run}`: {member['image_size']} px, {origin(member)}."
+                         for run, member in zip(runs, config["members"]))
+    return (f"Age regressor averaging the age distributions of {len(runs)} CNNs trained on {trained_on}, made with "
+            f"`python scripts/ensemble.py` from these runs of `python scripts/train.py` (their configs are the "
+            f"`members` in `config.json`), then exported with {exported}.\n\n{members}\n\n"
+            "Where a member's history names `cnn` or `checkpoints/cnn`, that is an earlier shipped CNN: "
+            "`agejax/training/configs.py` gives its commit.")
+
+
+def model_card(shipped: dict) -> str:
+    config = shipped["config"]
+    epochs = (f"Best epoch, chosen on validation: {shipped['best_epoch']} of {config['epochs']}." if not config.get("members")
+              else "Each member's best epoch was chosen on validation in its own run.")
     rows = "\n".join(
         f"| {SOURCE_LABELS.get(s, s)} | {row['val_mae']:.2f} | **{row['test_mae']:.2f}** | {row['test_bias']:+.2f} | "
         f"{percent(row['test_coverage']['90'])} | `{row['manifest_sha256'][:12]}` |"
         for s, row in shipped["per_source"].items())
     flip = (f"yes (UTKFace validation {shipped['reference_val_mae']:.2f} with, "
             f"{shipped['reference_val_mae_without_flip']:.2f} without)" if shipped["test_time_flip"] else "no")
-    reexport = (f" (a re-export in place; the run's full-precision reference figures are those of "
-                f"`{shipped['reference_measured_by']}`)" if shipped.get("reference_measured_by") else "")
     under18 = ""
     if shipped.get("p_under18"):
         lines = "\n".join(
@@ -63,9 +88,7 @@ The threshold {threshold:.3f} was chosen on validation to call at most 5 % of mi
     return f"""\
 # agejax {shipped['name']}: {shipped['model']}
 
-Age regressor {origin}, on {trained_on}{f' (shares of each batch: {shares})' if shares else ''}, with
-`python scripts/train.py` and the config in `config.json`, then exported with
-`{shipped['command'] or 'python scripts/export_checkpoint.py'}`{reexport}.
+{how_made(shipped)}
 
 | source (frozen split) | validation MAE | **test MAE** | test bias | 90 % interval covers | manifest |
 |---|---|---|---|---|---|
@@ -73,7 +96,7 @@ Age regressor {origin}, on {trained_on}{f' (shares of each batch: {shares})' if 
 {under18}
 - Test-time flip, chosen on validation: {flip}.
 - {int8_line(shipped)}
-- Best epoch, chosen on validation: {shipped['best_epoch']} of {config['epochs']}.
+- {epochs}
 - {shipped['parameters']:,} parameters; input {config['image_size']}x{config['image_size']} RGB aligned face crop;
   weights {shipped['weights_mb']:.1f} MB ({shipped['weight_format']}); compression moved test MAE by at most
   {abs(shipped['compression_test_mae_shift']):.3f} years.

@@ -7,7 +7,7 @@ and are transposed once to the NCHW layout ONNX's convolutions use.
 
 Keras 3.15's own ONNX export on JAX (through jax2onnx 0.17) writes 4-D max-pooling
 windows that ONNX Runtime 1.30 rejects, and a transpose around every convolution; this
-maps the inference-time meaning of the few layer types agejax's two architectures use,
+maps the inference-time meaning of the few layer types agejax's architectures (and ensembles) use,
 and refuses any other.
 """
 
@@ -81,6 +81,7 @@ def _layer(graph: Graph, layer) -> Callable[..., str]:
     from keras import layers
 
     from agejax.data.augment import Augment
+    from agejax.training.ensemble import Resize
     from agejax.training.models import ResNetPreprocess, ToFloat
 
     kind = type(layer)
@@ -155,6 +156,15 @@ def _layer(graph: Graph, layer) -> Callable[..., str]:
     if isinstance(layer, ToFloat):  # uint8 NHWC in: cast, then NCHW for every layer after
         return lambda x, *args, **kwargs: graph.add(
             "Transpose", [graph.add("Cast", [x], to=1)], perm=[0, 3, 1, 2])  # to=1: FLOAT
+    if isinstance(layer, Resize):  # on NCHW images: matrix @ each image @ matrix.T
+        def resize(x, *args, **kwargs):
+            matrix = layer.matrix(layer.input.shape[1])
+            rows = graph.add("MatMul", [graph.constant(matrix), x])
+            return graph.add("MatMul", [rows, graph.constant(matrix.T)])
+
+        return resize
+    if isinstance(layer, layers.Average):
+        return lambda inputs, *args, **kwargs: graph.add("Mean", list(inputs))
     if isinstance(layer, (Augment, layers.Dropout)):  # inactive at inference
         return lambda x, *args, **kwargs: x
     if hasattr(layer, "_run_through_graph"):  # a nested functional model (keras.applications' ResNet50)

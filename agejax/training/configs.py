@@ -9,7 +9,7 @@ from pathlib import Path
 
 @dataclasses.dataclass
 class TrainConfig:
-    backbone: str = "cnn"  # "cnn" or "resnet50"
+    backbone: str = "cnn"  # "cnn", "resnet50", or "ensemble" (members below; made, not trained)
     head: str = "distribution"  # "distribution" or "regression"
     image_size: int = 64
     epochs: int = 30
@@ -35,6 +35,9 @@ class TrainConfig:
     # around the true age.
     teachers: tuple[str, ...] = ()
     teacher_weight: float = 0.5
+    # An ensemble's models (agejax.training.ensemble): the configs of CNNs whose age
+    # distributions it averages, each at its own input size.
+    members: tuple[TrainConfig, ...] = ()
     # Augmentation inside the train step (agejax.augment.Augment); the defaults are the
     # shipped CNN's. Rotation and the degradations teach robustness to real photos.
     max_zoom: float = 0.1
@@ -64,6 +67,9 @@ class TrainConfig:
     def __post_init__(self):
         self.sources = tuple(self.sources)  # JSON gives lists
         self.teachers = tuple(self.teachers)
+        self.members = tuple(m if isinstance(m, TrainConfig) else TrainConfig(**m) for m in self.members)
+        if (self.backbone == "ensemble") != bool(self.members):
+            raise ValueError("an ensemble, and only an ensemble, has members")
         if self.teachers and self.head != "distribution":
             raise ValueError("teachers need the distribution head")
         if not 0.0 <= self.teacher_weight <= 1.0:
@@ -142,10 +148,11 @@ PRESETS: dict[str, TrainConfig] = {
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0,
         teachers=("cnn", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
     # The whole 96 px schedule from random initialisation on both sources, distilled from the
-    # shipped CNN (checkpoints/cnn at commit 2213207) and the 112 px CNN below from the start.
+    # start from the CNN above (checkpoints/cnn at commit 2213207, copied by
+    # `git archive 2213207 checkpoints/cnn | tar -x -C DIR --strip-components=2`) and the 112 px CNN below.
     "cnn_96px_mixed_distilled_32ep": dataclasses.replace(
         CNN_96PX_32EP, sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15,
-        max_grain=8.0, teachers=("cnn", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
+        max_grain=8.0, teachers=("~/.cache/agejax/checkpoints/cnn_2213207", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
     # One run from random initialisation on both sources at 112 px, old-photo styles from the
     # start; 24 epochs of 420 batches see 645k faces, against cnn_96px_32ep's 568k. Not shipped:
     # film grain reads as age (CHANGELOG.md).

@@ -47,21 +47,21 @@ def _conv_bn_relu(x, filters: int, strides: int = 1, name: str = "", conv_layer=
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def cnn_backbone(x, width: int = 32, fast_convolutions: bool = True):
+def cnn_backbone(x, width: int = 32, fast_convolutions: bool = True, prefix: str = ""):
     """A VGG-style stack made for CPU speed: a strided stem, then two 3x3 convs per stage.
 
     The stride-2 stem halves the resolution before any wide layer, which is where
-    most of the compute goes at 64-96 px.
+    most of the compute goes at 64-96 px. ``prefix`` starts every layer's name (an ensemble's members).
     """
     conv_layer = FastConv2D if fast_convolutions else layers.Conv2D
     widths = [width * 2**stage for stage in range(4)]
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(x)
-    x = _conv_bn_relu(x, widths[0], strides=2, name="stem", conv_layer=conv_layer)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name=f"{prefix}normalize")(x)
+    x = _conv_bn_relu(x, widths[0], strides=2, name=f"{prefix}stem", conv_layer=conv_layer)
     for stage, width in enumerate(widths):
-        x = _conv_bn_relu(x, width, name=f"stage{stage}_a", conv_layer=conv_layer)
-        x = _conv_bn_relu(x, width, name=f"stage{stage}_b", conv_layer=conv_layer)
+        x = _conv_bn_relu(x, width, name=f"{prefix}stage{stage}_a", conv_layer=conv_layer)
+        x = _conv_bn_relu(x, width, name=f"{prefix}stage{stage}_b", conv_layer=conv_layer)
         if stage < len(widths) - 1:
-            x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
+            x = layers.MaxPooling2D(name=f"{prefix}stage{stage}_pool")(x)
     return x
 
 
@@ -79,16 +79,16 @@ def resnet50_backbone(x, weights: str | None = None, fast_convolutions: bool = T
     return backbone(x)
 
 
-def head(x, kind: str, dropout: float):
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
+def head(x, kind: str, dropout: float, prefix: str = ""):
+    x = layers.GlobalAveragePooling2D(name=f"{prefix}pool")(x)
+    x = layers.Dropout(dropout, name=f"{prefix}dropout")(x)
     if kind == "regression":
         # Predict a standardised age and rescale it, so the last layer needs no large weights.
         standard = layers.Dense(1, dtype="float32", name="age_standardised")(x)
         return layers.Rescaling(STD_TRAIN_AGE, offset=MEAN_TRAIN_AGE, dtype="float32", name="age")(standard)
     if kind == "distribution":
-        logits = layers.Dense(NUM_AGE_BINS, dtype="float32", name="age_logits")(x)
-        return layers.Softmax(dtype="float32", name="age_probs")(logits)
+        logits = layers.Dense(NUM_AGE_BINS, dtype="float32", name=f"{prefix}age_logits")(x)
+        return layers.Softmax(dtype="float32", name=f"{prefix}age_probs")(logits)
     raise ValueError(f"unknown head {kind!r}; expected one of {HEADS}")
 
 
@@ -127,6 +127,10 @@ def build_model(
 
 def build_from_config(config: TrainConfig, fast_convolutions: bool = True) -> keras.Model:
     """The model a TrainConfig describes, its augmentation and dropout included."""
+    if config.backbone == "ensemble":
+        from agejax.training import ensemble
+
+        return ensemble.build(config, fast_convolutions)
     return build_model(
         config.backbone, config.head, config.image_size, weights=config.weights, augment_seed=config.seed,
         fast_convolutions=fast_convolutions, augmentation=config.augmentation(), dropout=config.dropout,

@@ -169,6 +169,8 @@ def train(
     With stop_after_s, training stops at the last epoch end that fits in that many
     seconds from now; the result then has "finished": False and rerunning resumes.
     """
+    if config.backbone == "ensemble":
+        raise ValueError("an ensemble is made from trained runs (scripts/ensemble.py), not trained")
     session_start = time.perf_counter()
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, config)
