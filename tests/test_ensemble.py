@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from agejax.serving import checkpoint
+from agejax.serving import checkpoint, onnx_graph
 from agejax.serving.model_card import model_card
 from agejax.serving.predict import CHECKPOINTS, Predictor
 from agejax.training import ensemble, models, train
@@ -33,11 +33,12 @@ def member_run(folder, image_size: int, seed: int, sources=("utkface",)):
     return model, folder
 
 
+@pytest.mark.parametrize("antialias", [True, False])
 @pytest.mark.parametrize("size_in, size_out", [(112, 96), (40, 32), (64, 64), (96, 112), (32, 40)])
-def test_resizing_is_bilinear_and_antialiased_when_shrinking(size_in, size_out):
+def test_the_graphs_resizing_matrix_is_jax_bilinear_resizing(size_in, size_out, antialias):
     image = np.random.default_rng(0).random((size_in, size_in)).astype(np.float32)
-    matrix = ensemble.resize_matrix(size_in, size_out)
-    expected = jax.image.resize(jnp.asarray(image), (size_out, size_out), "linear", antialias=True)
+    matrix = onnx_graph.resize_matrix(size_in, size_out, antialias)
+    expected = jax.image.resize(jnp.asarray(image), (size_out, size_out), "linear", antialias=antialias)
     np.testing.assert_allclose(matrix @ image @ matrix.T, np.asarray(expected), atol=1e-5)
 
 

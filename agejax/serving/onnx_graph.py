@@ -70,6 +70,19 @@ def _activation(graph: Graph, x: str, activation: Callable) -> str:
     raise NotImplementedError(f"no ONNX mapping for activation {name!r}")
 
 
+def resize_matrix(size_in: int, size_out: int, antialias: bool) -> np.ndarray:
+    """(size_out, size_in) weights of jax.image.resize's "linear" method along one axis.
+
+    Antialiased shrinking widens the triangle kernel by the scale; the weights of each output
+    pixel are normalised over the input pixels they reach.
+    """
+    scale = size_in / size_out
+    centres = (np.arange(size_out) + 0.5) * scale - 0.5
+    width = max(scale, 1.0) if antialias else 1.0
+    weights = np.maximum(0.0, 1.0 - np.abs(np.arange(size_in)[None, :] - centres[:, None]) / width)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def _pads(padding) -> list[int]:
     """Keras' ZeroPadding2D ((top, bottom), (left, right)) as ONNX pads over NCHW."""
     (top, bottom), (left, right) = padding
@@ -81,7 +94,6 @@ def _layer(graph: Graph, layer) -> Callable[..., str]:
     from keras import layers
 
     from agejax.data.augment import Augment
-    from agejax.training.ensemble import Resize
     from agejax.training.models import ResNetPreprocess, ToFloat
 
     kind = type(layer)
@@ -156,11 +168,15 @@ def _layer(graph: Graph, layer) -> Callable[..., str]:
     if isinstance(layer, ToFloat):  # uint8 NHWC in: cast, then NCHW for every layer after
         return lambda x, *args, **kwargs: graph.add(
             "Transpose", [graph.add("Cast", [x], to=1)], perm=[0, 3, 1, 2])  # to=1: FLOAT
-    if isinstance(layer, Resize):  # on NCHW images: matrix @ each image @ matrix.T
-        def resize(x, *args, **kwargs):
-            matrix = layer.matrix(layer.input.shape[1])
-            rows = graph.add("MatMul", [graph.constant(matrix), x])
-            return graph.add("MatMul", [rows, graph.constant(matrix.T)])
+    if isinstance(layer, layers.Resizing):  # an ensemble's member of another size
+        if layer.interpolation != "bilinear" or layer.crop_to_aspect_ratio or layer.pad_to_aspect_ratio:
+            raise NotImplementedError(f"{layer.name}: only plain bilinear resizing")
+
+        def resize(x, *args, **kwargs):  # on NCHW images: rows @ each image @ columns.T
+            _, height, width, _ = layer.input.shape
+            rows = resize_matrix(height, layer.height, layer.antialias)
+            columns = resize_matrix(width, layer.width, layer.antialias)
+            return graph.add("MatMul", [graph.add("MatMul", [graph.constant(rows), x]), graph.constant(columns.T)])
 
         return resize
     if isinstance(layer, layers.Average):

@@ -2,7 +2,7 @@
 
 CNNs trained apart, at different input sizes, err differently, so their mean distribution is
 more accurate than either. The ensemble takes faces at its first member's size, so that they are
-decoded small; a member of another size sees them resized by a fixed bilinear matrix (``Resize``,
+decoded small; a member of another size sees them resized bilinearly (Keras' ``Resizing``,
 antialiased when shrinking), which the ONNX graph runs as two matrix products. Every member's
 layers carry a prefix ("member0_stem_conv"), so the ensemble is one flat model that the
 checkpoint, ONNX and int8 code handle like any CNN.
@@ -20,48 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
-import numpy as np
-from keras import layers, ops
+from keras import layers
 
 from agejax.data import split
 from agejax.training import models
 from agejax.training.configs import TrainConfig
-
-
-def resize_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """(size_out, size_in) weights of bilinear resizing along one axis.
-
-    When shrinking, the triangle kernel is widened by the scale (antialiasing), as in
-    jax.image.resize's "linear" with antialias.
-    """
-    scale = size_in / size_out
-    centres = (np.arange(size_out) + 0.5) * scale - 0.5
-    distance = np.abs(np.arange(size_in)[None, :] - centres[:, None]) / max(scale, 1.0)
-    weights = np.maximum(0.0, 1.0 - distance)
-    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-@keras.saving.register_keras_serializable(package="agejax")
-class Resize(layers.Layer):
-    """Float NHWC images to size x size, by resize_matrix along each spatial axis."""
-
-    def __init__(self, size: int, **kwargs):
-        super().__init__(**kwargs)
-        self.size = size
-
-    def matrix(self, size_in: int) -> np.ndarray:
-        return resize_matrix(size_in, self.size)
-
-    def call(self, images):
-        matrix = ops.convert_to_tensor(self.matrix(images.shape[1]), images.dtype)
-        rows = ops.einsum("ih,nhwc->niwc", matrix, images)
-        return ops.einsum("jw,niwc->nijc", matrix, rows)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.size, self.size, input_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "size": self.size}
 
 
 def prefix(index: int) -> str:
@@ -88,7 +51,8 @@ def build(config: TrainConfig, fast_convolutions: bool = True) -> keras.Model:
     faces = models.ToFloat(name="to_float", dtype="float32")(inputs)
     outputs = []
     for index, member in enumerate(config.members):
-        x = faces if member.image_size == size else Resize(member.image_size, name=f"{prefix(index)}resize")(faces)
+        x = faces if member.image_size == size else layers.Resizing(
+            member.image_size, member.image_size, antialias=True, name=f"{prefix(index)}resize")(faces)
         features = models.cnn_backbone(x, member.cnn_width, fast_convolutions, prefix(index))
         outputs.append(models.head(features, "distribution", member.dropout, prefix=prefix(index)))
     return keras.Model(inputs, layers.Average(name="age_probs")(outputs), name="cnn_ensemble")
