@@ -88,7 +88,7 @@ def load_keras(path: Path) -> tuple[keras.Model, TrainConfig]:
     if (path / "model.keras").exists():
         import keras
 
-        from agejax.training import ensemble, models  # noqa: F401  register agejax's layers, which the file names
+        from agejax.training import models  # noqa: F401  registers agejax's layers, which the file names
 
         return keras.models.load_model(path / "model.keras", compile=False), TrainConfig.from_json(path / "config.json")
     raise FileNotFoundError(

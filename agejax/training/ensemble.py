@@ -68,11 +68,11 @@ def from_members(paths: Sequence[str | Path]) -> tuple[keras.Model, TrainConfig]
     loaded = [load_keras(model_path(path)) for path in paths]
     config = ensemble_config([member_config for _, member_config in loaded])
     model = build(config)
-    filled = set()
+    names, filled = {layer.name for layer in model.layers}, set()
     for index, (member, _) in enumerate(loaded):
         for layer in member.layers:
             name = prefix(index) + layer.name
-            if layer.weights and name in {lay.name for lay in model.layers}:
+            if layer.weights and name in names:
                 model.get_layer(name).set_weights(layer.get_weights())
                 filled.add(name)
     unfilled = sorted({layer.name for layer in model.layers if layer.weights} - filled)
