@@ -24,7 +24,7 @@ from PIL import Image
 
 from agejax import scoring
 from agejax.app import app as demo
-from agejax.app import handlers, live, model_cards, render
+from agejax.app import handlers, live, model_cards, plots, render
 from agejax.app import server as demo_server
 from agejax.app.stream_client import WebcamStream, moving_face_frames, write_y4m
 from agejax.batch import sink
@@ -108,6 +108,16 @@ def test_each_face_has_a_calibrated_p_under18_and_an_age_distribution_to_plot(cl
     with Image.open(io.BytesIO(base64.b64decode(plot["plot"].split(",", 1)[1]))) as image:
         assert image.width >= 600  # readable at page size
     assert client.predict(faces, 7, api_name="/face_distribution") is None  # no such face: no plot
+
+
+def test_the_table_and_the_plot_give_a_face_the_same_interval():
+    # 100.54 is 100.5 in the faces JSON, which the plot's legend rounds to 100; unrounded it is 101.
+    face = Face(box=(0, 0, 10, 10), age=83.3, std=10.6, low90=65.96, high90=100.54, p_under18=0.0,
+                view_probs=np.full((1, NUM_AGE_BINS), 1 / NUM_AGE_BINS))
+    table_interval = render.face_table([face])[0][render.TABLE_HEADERS.index("90 % interval")]
+    figure = plots.face_distribution(render.faces_json([face], 1.0)["faces"][0])
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert f"90 % interval {table_interval}" in legend and table_interval == "66-100"
 
 
 def test_a_click_on_the_photo_picks_the_face_under_it():

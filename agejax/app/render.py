@@ -40,10 +40,18 @@ def draw_faces(image: Image.Image, faces: list[Face]) -> Image.Image:
     return image
 
 
+INTERVAL_DIGITS = 1  # the faces JSON's interval ends; the plot's legend rounds those
+
+
+def interval_text(low: float, high: float) -> str:
+    """Whole years from the JSON's rounded ends, so that the table and the plot's legend agree."""
+    return f"{round(low, INTERVAL_DIGITS):.0f}-{round(high, INTERVAL_DIGITS):.0f}"
+
+
 def face_table(faces: list[Face]) -> list[list]:
     return [
         [index, round(face.age, 1), "" if face.std is None else round(face.std, 1),
-         "" if face.low90 is None else f"{face.low90:.0f}-{face.high90:.0f}",
+         "" if face.low90 is None else interval_text(face.low90, face.high90),
          "" if face.p_under18 is None else f"{face.p_under18:.2f}",
          ", ".join(map(str, face.box)), face.detector]
         for index, face in enumerate(faces)
@@ -60,7 +68,8 @@ def faces_json(faces: list[Face], display_scale: float) -> dict:
         "display_scale": display_scale,
         "faces": [
             {"face": index, "box": list(face.box), "age": rounded(face.age), "std": rounded(face.std),
-             "low90": rounded(face.low90, 1), "high90": rounded(face.high90, 1), "p_under18": rounded(face.p_under18, 3),
+             "low90": rounded(face.low90, INTERVAL_DIGITS), "high90": rounded(face.high90, INTERVAL_DIGITS),
+             "p_under18": rounded(face.p_under18, 3),
              "views": None if face.view_probs is None else np.round(face.view_probs, 5).tolist()}
             for index, face in enumerate(faces)
         ],
