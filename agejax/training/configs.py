@@ -140,16 +140,18 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn_96px_mixed_fine_grain_ft": dataclasses.replace(
         CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 4, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0),
-    # The shipped CNN (checkpoints/cnn): the one at commit 032ce7d fine-tuned for 6 epochs with
+    # checkpoints/cnn at commit 2213207: the one at commit 032ce7d fine-tuned for 6 epochs with
     # monochrome grain and distilled from itself and the 112 px CNN below: half of each training
-    # face's target is the two models' mean age distribution for it, the rest its label.
+    # face's target is the two models' mean age distribution for it, the rest its label. An earlier
+    # commit's checkpoint is copied out by `git archive REV checkpoints/cnn | tar -x -C DIR --strip-components=2`.
     "cnn_96px_mixed_distilled_ft": dataclasses.replace(
-        CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 6, "learning_rate": 2e-4}, sources=("utkface", "aaf"),
-        source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0,
-        teachers=("cnn", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
-    # The whole 96 px schedule from random initialisation on both sources, distilled from the
-    # start from the CNN above (checkpoints/cnn at commit 2213207, copied by
-    # `git archive 2213207 checkpoints/cnn | tar -x -C DIR --strip-components=2`) and the 112 px CNN below.
+        CNN_96PX_32EP, **{**FINE_TUNE, "epochs": 6, "learning_rate": 2e-4,
+                          "init_weights": "~/.cache/agejax/checkpoints/cnn_032ce7d"},
+        sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0,
+        teachers=("~/.cache/agejax/checkpoints/cnn_032ce7d", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
+    # The shipped ensemble's 96 px member: the whole 96 px schedule from random initialisation on
+    # both sources, distilled from the start from the CNN above (checkpoints/cnn at 2213207) and
+    # the 112 px CNN below.
     "cnn_96px_mixed_distilled_32ep": dataclasses.replace(
         CNN_96PX_32EP, sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15,
         max_grain=8.0, teachers=("~/.cache/agejax/checkpoints/cnn_2213207", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
@@ -198,6 +200,14 @@ PRESETS: dict[str, TrainConfig] = {
         RESNET50_CPU, image_size=96, epochs=6, learning_rate=1e-4, warmup_epochs=0.3,
         init_weights="checkpoints/resnet50", sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
         old_photo_prob=0.15, grey_prob=0.15, dtype_policy="mixed_bfloat16"),
+    # The shipped ResNet50 (checkpoints/resnet50 at commit e38999f) fine-tuned as above for 4
+    # epochs, distilled from the ensemble CNN (checkpoints/cnn at e38999f, copied as described
+    # for cnn_96px_mixed_distilled_32ep): half of each face's target is the CNN's age distribution.
+    "resnet50_96px_mixed_distilled_ft": dataclasses.replace(
+        RESNET50_CPU, image_size=96, epochs=4, learning_rate=1e-4, warmup_epochs=0.3,
+        init_weights="checkpoints/resnet50", sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
+        old_photo_prob=0.15, grey_prob=0.15, dtype_policy="mixed_bfloat16",
+        teachers=("~/.cache/agejax/checkpoints/cnn_e38999f",)),
     # Full resolution on one GPU, on both shared sources.
     "resnet50_gpu": TrainConfig(backbone="resnet50", image_size=200, epochs=40, batch_size=256, learning_rate=2e-3,
                                 sources=("utkface", "aaf"), source_shares=(0.75, 0.25)),
