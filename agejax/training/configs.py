@@ -203,6 +203,7 @@ PRESETS: dict[str, TrainConfig] = {
     # The shipped ResNet50 (checkpoints/resnet50 at commit e38999f) fine-tuned as above for 4
     # epochs, distilled from the ensemble CNN (checkpoints/cnn at e38999f, copied as described
     # for cnn_96px_mixed_distilled_32ep): half of each face's target is the CNN's age distribution.
+    # Not shipped: better on UTKFace's validation split, worse on All-Age-Faces' (CHANGELOG.md).
     "resnet50_96px_mixed_distilled_ft": dataclasses.replace(
         RESNET50_CPU, image_size=96, epochs=4, learning_rate=1e-4, warmup_epochs=0.3,
         init_weights="checkpoints/resnet50", sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
