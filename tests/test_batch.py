@@ -269,7 +269,31 @@ def test_labels_csv_gives_the_mae_and_a_report(tmp_path, tiny_model, capsys):
     metrics = json.loads((tmp_path / "ages_report" / "metrics.json").read_text())
     assert metrics["overall"]["count"] == 3 and metrics["overall"]["mae"] == pytest.approx(expected, abs=1e-9)
     assert (tmp_path / "ages_report" / "confusion.png").exists()
-    assert f"labelled faces 3: MAE {expected:.2f} years" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"labelled faces 3: MAE {expected:.2f} years" in err
+    assert "1 labelled paths have no scored face" in err and err.rstrip().count("missing.jpg") == 1
+
+
+def test_a_bad_labels_file_stops_before_scoring_and_an_unwritable_report_keeps_the_csv(tmp_path, tiny_model, capsys):
+    folder = many_images(tmp_path / "in", 3)
+    args = ["--model", str(tiny_model), "--aligned", "-q"]
+    binary, no_age_column = tmp_path / "binary.csv", tmp_path / "header.csv"
+    binary.write_bytes(b"\xff\xd8\xff\xe0 not text")
+    no_age_column.write_text("file,years\npart0/img0000.jpg,20\n")
+    for bad in (binary, no_age_column):
+        out = tmp_path / f"{bad.stem}_ages.csv"
+        assert batch_predict.main([str(folder), "-o", str(out), "--labels", str(bad), *args]) == 2
+        assert not out.exists()  # refused before any scoring
+    err = capsys.readouterr().err
+    assert "binary.csv is not a UTF-8 CSV" in err and "header.csv needs a header with the columns path,age" in err
+
+    labels_csv = tmp_path / "labels.csv"
+    labels_csv.write_text("path,age\npart0/img0000.jpg,20\n")
+    out = tmp_path / "ages.csv"
+    (tmp_path / "ages_report").write_text("a file where the report's folder would go")
+    assert batch_predict.main([str(folder), "-o", str(out), "--labels", str(labels_csv), *args]) == 1
+    assert len(data_rows(out)) == 3  # every scored row kept
+    assert f"cannot write the report in {tmp_path / 'ages_report'}" in capsys.readouterr().err
 
 
 @requires_shared

@@ -68,6 +68,7 @@ def test_csv_source_reports_every_bad_row(tmp_path):
         "d.jpg,twenty,f\n"
         "a.jpg,31,female\n"
         ",5,\n"
+        "b.jpg,7,m,extra\n"
     )
     scan = sources.scan(sources.parse_source(f"mine={tmp_path}"))
     assert [(r.file_name, r.age, r.gender) for r in scan.records] == [("a.jpg", 31, 1), ("b.jpg", 7, 0)]
@@ -77,6 +78,13 @@ def test_csv_source_reports_every_bad_row(tmp_path):
     assert "'twenty'" in reasons["d.jpg"]
     assert reasons["a.jpg"] == "listed twice"
     assert reasons["labels.csv line 8"] == "empty path"
+    assert reasons["labels.csv line 9"] == "more fields than the header"
+
+
+def test_csv_source_that_is_not_text_is_refused_with_its_name(tmp_path):
+    (tmp_path / "labels.csv").write_bytes(b"\xff\xd8\xff\xe0 a JPEG, not a CSV")
+    with pytest.raises(ValueError, match="labels.csv is not a UTF-8 CSV"):
+        sources.scan(sources.parse_source(f"mine={tmp_path / 'labels.csv'}"))
 
 
 def test_csv_source_without_its_columns_is_refused(tmp_path):

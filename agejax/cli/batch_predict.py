@@ -94,30 +94,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def report_labelled(args: argparse.Namespace, model_name: str) -> None:
-    ages = None
-    if args.labels is not None:
-        ages, skipped = labels.read_age_labels(args.labels)
-        ages = evaluate.normalized_labels(ages)
-        if skipped:
-            print(f"labels: skipped {len(skipped)} rows:\n" + "\n".join(labels.format_skipped(skipped)), file=sys.stderr)
+def read_labels(path: Path | None) -> dict[str, float] | None:
+    """The --labels CSV as {path: age}, its bad rows reported; read before any scoring."""
+    if path is None:
+        return None
+    ages, skipped = labels.read_age_labels(path)
+    if skipped:
+        print(f"labels: skipped {len(skipped)} rows:\n" + "\n".join(labels.format_skipped(skipped)), file=sys.stderr)
+    return evaluate.normalized_labels(ages)
+
+
+def report_labelled(args: argparse.Namespace, model_name: str, ages: dict[str, float] | None) -> int:
+    """Prints the MAE of the labelled faces in the CSV and writes their report; 1 if it cannot be written."""
     rows = evaluate.labelled_rows(args.output, ages)
+    if ages is not None:
+        unscored = sorted(set(ages) - set(rows["paths"] if rows else ()))
+        if unscored:
+            shown = ", ".join(unscored[:10]) + (f" (+{len(unscored) - 10} more)" if len(unscored) > 10 else "")
+            print(f"labels: {len(unscored)} labelled paths have no scored face in {args.output} "
+                  f"(not in {args.directory}, unreadable, or no face found): {shown}", file=sys.stderr)
     if rows is None:
-        return
+        return 0
     from agejax.evaluation import metrics, report  # scikit-learn and matplotlib: only where there is a report
 
     result = metrics.full_report(rows["true"], rows["predicted"], rows["std"], rows["genders"], rows["races"])
     command = command_line("scripts/batch_predict.py")
     result = {"model": model_name, "set": str(args.directory), "command": command, **result}
     out_dir = args.output.with_name(args.output.stem + "_report")
-    report.write_evaluation(out_dir, model_name, result, rows["true"], rows["predicted"])
+    try:
+        report.write_evaluation(out_dir, model_name, result, rows["true"], rows["predicted"])
+    except OSError as err:
+        print(f"error: cannot write the report in {out_dir}: {err.strerror or err}; {args.output} is complete",
+              file=sys.stderr)
+        return 1
     overall = result["overall"]
     print(f"labelled faces {overall['count']}: MAE {overall['mae']:.2f} years; report in {out_dir}/", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     runtime.setup()
     args = parse_args(argv)
+    try:
+        ages = read_labels(args.labels)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     # The local engine's workers, or Ray, start first: their start-up overlaps loading the model,
     # and Ray's processes start before this one runs ONNX Runtime's threads.
     with contextlib.ExitStack() as stack:
@@ -161,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: cannot write {args.output}: {err.strerror or err}; rerun with --resume", file=sys.stderr)
             return 1
     print(summary.line(), file=sys.stderr)
-    report_labelled(args, predictor.name)
-    return 0
+    return report_labelled(args, predictor.name, ages)
 
 
 if __name__ == "__main__":

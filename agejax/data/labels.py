@@ -201,23 +201,30 @@ def export_files(records: Iterable[Record], folder: str | os.PathLike) -> int:
 
 
 def read_age_labels(csv_path: str | os.PathLike) -> tuple[dict[str, float], list[Skipped]]:
-    """A CSV with columns path,age -> {path: age}; rows with a bad age are skipped and reported."""
+    """A CSV with columns path,age -> {path: age}; rows with a bad age are skipped and reported.
+
+    Raises ValueError for a file that is not a UTF-8 CSV with those columns.
+    """
     import csv
 
     labels: dict[str, float] = {}
     skipped: list[Skipped] = []
-    with open(csv_path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"path", "age"} <= set(reader.fieldnames):
-            raise ValueError(f"{csv_path} needs a header with the columns path,age")
-        for row in reader:
-            path = (row["path"] or "").strip()
-            try:
-                age = float(row["age"])
-                if not 0 <= age <= MAX_AGE:
-                    raise ValueError
-            except (TypeError, ValueError):
-                skipped.append(Skipped(path, str(csv_path), f"age {row['age']!r} is not a number in 0-{MAX_AGE}"))
-                continue
-            labels[path] = age
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or not {"path", "age"} <= set(reader.fieldnames):
+                raise ValueError(f"{csv_path} needs a header with the columns path,age")
+            for row in reader:
+                path = (row["path"] or "").strip()
+                try:
+                    age = float(row["age"])
+                    if not 0 <= age <= MAX_AGE:
+                        raise ValueError
+                except (TypeError, ValueError):
+                    reason = "no age" if not (row["age"] or "").strip() else f"age {row['age']!r} is not a number in 0-{MAX_AGE}"
+                    skipped.append(Skipped(path, str(csv_path), reason))
+                    continue
+                labels[path] = age
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{csv_path} is not a UTF-8 CSV ({err})") from None
     return labels, skipped

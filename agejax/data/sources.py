@@ -125,20 +125,33 @@ def _scan_aaf(paths: list[Path]) -> SourceScan:
     return SourceScan(records, skipped)
 
 
+EXTRA_FIELDS = "\0extra"  # DictReader's key for fields beyond the header
+
+
 def _scan_csv(path: Path) -> SourceScan:
     """Rows of ``path,age[,gender]``; a missing file, a bad age or gender is reported per row."""
     csv_path = path / "labels.csv" if path.is_dir() else path
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path} not found: a CSV source needs a path,age CSV (or a folder with labels.csv)")
     folder = csv_path.parent
+    try:
+        return _read_csv_rows(csv_path, folder)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{csv_path} is not a UTF-8 CSV ({err})") from None
+
+
+def _read_csv_rows(csv_path: Path, folder: Path) -> SourceScan:
     records, skipped, seen = [], [], set()
     with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(handle, restkey=EXTRA_FIELDS)
         if reader.fieldnames is None or not {"path", "age"} <= {f.strip() for f in reader.fieldnames}:
             raise ValueError(f"{csv_path} needs a header with the columns path,age (gender optional)")
         for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
             where = f"{csv_path.name} line {line}"
+            if EXTRA_FIELDS in row:
+                skipped.append(Skipped(where, str(csv_path), "more fields than the header"))
+                continue
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
             relative = row.get("path", "")
             if not relative:
                 skipped.append(Skipped(where, str(csv_path), "empty path"))

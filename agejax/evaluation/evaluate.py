@@ -90,7 +90,7 @@ def labelled_rows(csv_path: Path, ages: dict[str, float] | None = None) -> dict[
 
     Labels come from a path,age mapping, or else from UTKFace file names. None when no row is labelled.
     """
-    true, predicted, stds, genders, races = [], [], [], [], []
+    paths, true, predicted, stds, genders, races = [], [], [], [], [], []
     with open(csv_path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         for row in csv.DictReader(handle):
             if row["face"] != "0" or not row["age"]:
@@ -107,6 +107,7 @@ def labelled_rows(csv_path: Path, ages: dict[str, float] | None = None) -> dict[
                 except labels.MalformedName:
                     continue
                 age, gender, race = parsed.age, parsed.gender, parsed.race
+            paths.append(str(PurePosixPath(path)))
             true.append(age)
             predicted.append(float(row["age"]))
             stds.append(float(row["std"]) if row["std"] else np.nan)
@@ -115,6 +116,7 @@ def labelled_rows(csv_path: Path, ages: dict[str, float] | None = None) -> dict[
     if not true:
         return None
     return {
+        "paths": paths,
         "true": np.array(true, np.float64),
         "predicted": np.array(predicted),
         "std": None if np.isnan(stds).any() else np.array(stds),

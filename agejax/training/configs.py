@@ -155,6 +155,11 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn_96px_mixed_distilled_32ep": dataclasses.replace(
         CNN_96PX_32EP, sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15,
         max_grain=8.0, teachers=("~/.cache/agejax/checkpoints/cnn_2213207", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
+    # The same recipe at 112 px for 24 epochs (as many faces as cnn_112px_mixed_24ep), distilled
+    # from the ensemble of the two (checkpoints/cnn at 1644b70): a second student for its 112 px place.
+    "cnn_112px_mixed_distilled_24ep": dataclasses.replace(
+        CNN_96PX_32EP, image_size=112, epochs=24, sources=("utkface", "aaf"), source_shares=(0.75, 0.25),
+        old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0, teachers=("~/.cache/agejax/checkpoints/cnn_1644b70",)),
     # One run from random initialisation on both sources at 112 px, old-photo styles from the
     # start; 24 epochs of 420 batches see 645k faces, against cnn_96px_32ep's 568k. Not shipped:
     # film grain reads as age (CHANGELOG.md).
