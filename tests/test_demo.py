@@ -69,7 +69,8 @@ def client(server):
 
 
 def estimate(client, path, model="cnn", aligned=False, whole=False):
-    image, table, message, _ = client.predict(handle_file(str(path)), model, aligned, whole, api_name="/estimate")
+    image, table, message, _ = client.predict(photo=handle_file(str(path)), model=model, aligned=aligned,
+                                              whole_image=whole, api_name="/estimate")  # the documented names
     return image, table["data"], message
 
 
@@ -292,8 +293,8 @@ def test_batch_endpoint_returns_the_batch_cli_rows_and_a_csv(client, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     files = [REPO / "examples" / "group.jpg", REPO / "examples" / "utkface_31.jpg", broken]
-    table, csv_path, message, histogram = client.predict([handle_file(str(f)) for f in files], "cnn", False, False,
-                                                         api_name="/batch")
+    table, csv_path, message, histogram = client.predict(files=[handle_file(str(f)) for f in files], model="cnn",
+                                                         aligned=False, whole_image=False, api_name="/batch")
     assert table["headers"] == list(sink.COLUMNS)
     rows = table["data"]
     assert [row[0] for row in rows] == ["broken.jpg", "group.jpg", "group.jpg", "group.jpg", "utkface_31.jpg"]

@@ -62,7 +62,7 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                 with gr.Column():
                     annotated = gr.Image(label="faces and ages (click a face for its age distribution)", type="pil",
                                          interactive=False, format="jpeg", elem_id="estimate-annotated")
-                    message = gr.Markdown(elem_id="estimate-message")
+                    message = gr.Markdown(label="message", show_label=False, elem_id="estimate-message")
                     table = gr.Dataframe(headers=render.TABLE_HEADERS, label="faces", interactive=False,
                                          elem_id="faces-table")
                     gr.Markdown(UNDER18_NOTE)
@@ -70,7 +70,7 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                 picked = gr.Dropdown(choices=[], label="face", interactive=True, allow_custom_value=True, scale=1,
                                      elem_id="face-picker")
                 distribution = gr.Plot(label="predicted age distribution", scale=4, elem_id="face-distribution")
-            faces_json = gr.JSON(visible=False, label="faces")
+            faces_json = gr.JSON(visible=False, label="faces JSON")
             gr.Examples(
                 [[str(EXAMPLES / "group.jpg"), False], [str(EXAMPLES / "grace_hopper.jpg"), False],
                  [str(EXAMPLES / "utkface_4.jpg"), True], [str(EXAMPLES / "utkface_31.jpg"), True],
@@ -111,10 +111,10 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                     batch_detector = gr.Radio(DETECTOR_CHOICES, value="auto", label="face detector")
                     batch_button = gr.Button("Score all", variant="primary")
                 with gr.Column():
-                    batch_message = gr.Markdown(elem_id="batch-message")
+                    batch_message = gr.Markdown(label="message", show_label=False, elem_id="batch-message")
                     batch_csv = gr.File(label="CSV", interactive=False)
                     batch_histogram = gr.Plot(label="ages found", elem_id="batch-histogram")
-            batch_table = gr.Dataframe(headers=list(sink.COLUMNS), interactive=False)
+            batch_table = gr.Dataframe(headers=list(sink.COLUMNS), label="rows", interactive=False)
             batch_button.click(handlers.make_batch(predictors),
                                [files, batch_model, batch_aligned, batch_whole, batch_detector],
                                [batch_table, batch_csv, batch_message, batch_histogram], api_name="batch",

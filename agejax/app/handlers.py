@@ -39,33 +39,34 @@ def make_estimate(predictors: dict[str, Predictor]):
     face_aligner()  # loaded before the first request
 
     def estimate(
-        paths: list, model_names: list, aligned_flags: list, whole_flags: list, detectors: list
+        photo: list, model: list, aligned: list, whole_image: list, detector: list
     ) -> tuple[list, list, list, list]:
-        """Batched by the queue: one model call per model for all waiting requests."""
-        images, tables, messages = [None] * len(paths), [[]] * len(paths), [""] * len(paths)
-        faces_json: list[dict] = [{"display_scale": 1.0, "faces": []} for _ in paths]
+        """Batched by the queue: each argument holds one value per waiting request, and each model
+        is called once for all of them. The names are those of the named API's parameters."""
+        images, tables, messages = [None] * len(photo), [[]] * len(photo), [""] * len(photo)
+        faces_json: list[dict] = [{"display_scale": 1.0, "faces": []} for _ in photo]
         groups: dict[tuple, list[int]] = {}
-        for i, (path, name) in enumerate(zip(paths, model_names)):
+        for i, (path, name) in enumerate(zip(photo, model)):
             if not path:
                 messages[i] = "**Please upload a photo, take one with the webcam, or pick an example.**"
             elif name not in predictors:
                 messages[i] = render.unknown_model(name, predictors)
             else:
-                key = (name, bool(aligned_flags[i]), bool(whole_flags[i]), detectors[i] or "auto")
+                key = (name, bool(aligned[i]), bool(whole_image[i]), detector[i] or "auto")
                 groups.setdefault(key, []).append(i)
-        for (name, aligned, whole, detector), members in groups.items():
+        for (name, is_aligned, whole, detector_name), members in groups.items():
             predictor = predictors[name]
             photos, found = {}, []
             for i in members:
                 try:
-                    photos[i] = read(paths[i])
+                    photos[i] = read(photo[i])
                 except UnusableImage as err:
                     found.append(FoundFaces(error=str(err)))
                     continue
                 # An aligned crop's chip comes from a decode at the model's size, as in the batch CLI.
-                chip_source = read(paths[i], predictor.image_size) if aligned else photos[i]
-                found.append(find_faces(chip_source, predictor.image_size, aligned=aligned, whole_if_no_face=whole,
-                                        detector=detector))
+                chip_source = read(photo[i], predictor.image_size) if is_aligned else photos[i]
+                found.append(find_faces(chip_source, predictor.image_size, aligned=is_aligned, whole_if_no_face=whole,
+                                        detector=detector_name))
             for i, faces_found, faces in zip(members, found, score_faces(found, predictor, MAX_BATCH)):
                 if faces:
                     images[i] = render.draw_faces(photos[i], faces)
@@ -106,15 +107,15 @@ def make_batch(predictors: dict[str, Predictor]):
     recent: collections.deque[Path] = collections.deque()  # the last requests' folders (one request at a time)
 
     def score_batch(
-        files: list | None, model_name: str, aligned: bool, whole: bool, detector: str = "auto"
+        files: list | None, model: str, aligned: bool, whole_image: bool, detector: str = "auto"
     ) -> tuple[list, str | None, str, object]:
         if not files:
             return [], None, "**Please add some images.**", None
         if len(files) > MAX_BATCH_FILES:
             return ([], None, f"**Please send at most {MAX_BATCH_FILES} files at a time** (or use scripts/batch_predict.py).",
                     None)
-        if model_name not in predictors:
-            return [], None, render.unknown_model(model_name, predictors), None
+        if model not in predictors:
+            return [], None, render.unknown_model(model, predictors), None
         work = Path(tempfile.mkdtemp(prefix="agejax_batch_"))
         recent.append(work)
         while len(recent) > KEEP_BATCH_FOLDERS:  # Gradio has its own copy of each returned CSV
@@ -126,11 +127,11 @@ def make_batch(predictors: dict[str, Predictor]):
             target = folder / name if not (folder / name).exists() else folder / f"{i}_{name}"
             shutil.copyfile(file, target)
         out_path = work / "ages.csv"
-        handle, _ = sink.open_output(out_path, resume=False, model_name=predictors[model_name].name)
+        handle, _ = sink.open_output(out_path, resume=False, model_name=predictors[model].name)
         with handle:
-            job = walk.BatchJob(folder, aligned=aligned, whole_if_no_face=whole, detector=detector or "auto",
+            job = walk.BatchJob(folder, aligned=aligned, whole_if_no_face=whole_image, detector=detector or "auto",
                                 batch_size=16, progress=False)
-            summary = local.run(job, handle, predictors[model_name], workers=0)
+            summary = local.run(job, handle, predictors[model], workers=0)
         shutil.rmtree(folder)  # the uploads' copies, scored
         with open(out_path, newline="") as csv_file:
             records = list(csv.DictReader(csv_file))
