@@ -4,7 +4,8 @@
 
 Starts `python demo.py`, uploads examples/group.jpg, clicks the smallest face and saves the
 Estimate tab with that face's age distribution (docs/images/estimate.png); then plays a recording
-through a fake camera in the Webcam tab (docs/images/webcam.png).
+through a fake camera in the Webcam tab (docs/images/webcam.png), and scores the examples in the
+Batch tab (docs/images/batch.png).
 """
 
 from __future__ import annotations
@@ -73,6 +74,19 @@ def webcam_tab(page, url: str) -> None:
     page.screenshot(path=str(IMAGES / "webcam.png"))
 
 
+def batch_tab(page, url: str) -> None:
+    page.goto(url)
+    page.get_by_role("tab", name="Batch").click()
+    examples = ["group.jpg", "grace_hopper.jpg", "utkface_4.jpg", "utkface_31.jpg", "utkface_72.jpg"]
+    page.set_input_files("#batch-files input[type=file]", [str(REPO / "examples" / name) for name in examples])
+    page.wait_for_function("document.querySelectorAll('#batch-files tr').length >= 5", timeout=30_000)
+    page.click("#batch-button")
+    page.wait_for_selector("#batch-histogram img", timeout=60_000)
+    time.sleep(1)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(IMAGES / "batch.png"))
+
+
 def main() -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -88,12 +102,13 @@ def main() -> None:
             try:
                 estimate_tab(browser.new_page(viewport={"width": 1280, "height": 900}), url)
                 webcam_tab(browser.new_page(viewport={"width": 1280, "height": 760}), url)
+                batch_tab(browser.new_page(viewport={"width": 1280, "height": 690}), url)
             finally:
                 browser.close()
     finally:
         server.terminate()
         server.wait()
-    print(f"wrote {IMAGES / 'estimate.png'} and {IMAGES / 'webcam.png'}")
+    print(f"wrote {IMAGES / 'estimate.png'}, {IMAGES / 'webcam.png'} and {IMAGES / 'batch.png'}")
 
 
 if __name__ == "__main__":

@@ -104,17 +104,17 @@ def build_app(predictors: dict[str, Predictor]) -> gr.Blocks:
                         "For whole folders use `python scripts/batch_predict.py DIR/`, which writes the same CSV.")
             with gr.Row():
                 with gr.Column():
-                    files = gr.File(file_count="multiple", label="images", file_types=["image"])
+                    files = gr.File(file_count="multiple", label="images", file_types=["image"], elem_id="batch-files")
                     batch_model = model_input(choices)
                     batch_aligned = gr.Checkbox(label="These are aligned face crops: skip detection")
                     batch_whole = gr.Checkbox(label="Score the whole image when no face is found")
                     batch_detector = gr.Radio(DETECTOR_CHOICES, value="auto", label="face detector")
-                    batch_button = gr.Button("Score all", variant="primary")
+                    batch_button = gr.Button("Score all", variant="primary", elem_id="batch-button")
                 with gr.Column():
                     batch_message = gr.Markdown(label="message", show_label=False, elem_id="batch-message")
                     batch_csv = gr.File(label="CSV", interactive=False)
                     batch_histogram = gr.Plot(label="ages found", elem_id="batch-histogram")
-            batch_table = gr.Dataframe(headers=list(sink.COLUMNS), label="rows", interactive=False)
+            batch_table = gr.Dataframe(headers=list(sink.COLUMNS), label="rows", show_label=False, interactive=False)
             batch_button.click(handlers.make_batch(predictors),
                                [files, batch_model, batch_aligned, batch_whole, batch_detector],
                                [batch_table, batch_csv, batch_message, batch_histogram], api_name="batch",
