@@ -194,6 +194,16 @@ def test_two_processes_with_jax_distributed_train_as_one_process_does(tmp_path, 
     assert single[1]["loss"] != pytest.approx(single[0]["loss"], rel=1e-4)  # the steps did change the model
 
 
+def test_impossible_settings_are_refused_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.parse_args(["--run-dir", "x", "--stop-after", "-5"])
+    assert exit_info.value.code == 2
+    run_dir = tmp_path / "run"
+    assert train_cli.main(["--run-dir", str(run_dir), "--image-size", "0", "--batch-size", "0"]) == 2
+    assert "image_size 0 is under 32 px; batch_size 0 is not positive" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
 def test_distributed_flags_go_together():
     for flags in (["--coordinator", "127.0.0.1:1"], ["--coordinator", "127.0.0.1:1", "--num-processes", "2",
                                                     "--process-id", "2"]):

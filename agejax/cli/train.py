@@ -81,6 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--coordinator, --num-processes and --process-id go together")
     if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
         parser.error(f"--process-id must be from 0 to {args.num_processes - 1}")
+    if args.stop_after is not None and args.stop_after <= 0:
+        parser.error("--stop-after must be a positive number of seconds")
     if not args.benchmark and args.run_dir is None:
         parser.error("--run-dir is required to train")
     return args
@@ -100,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides["sources"] = tuple(args.sources)
     if args.source_shares:
         overrides["source_shares"] = tuple(args.source_shares)
-    config = dataclasses.replace(config, **overrides)
+    try:
+        config = dataclasses.replace(config, **overrides)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     import keras  # JAX starts at its first device query, on one CPU device per core (agejax/__init__.py)
 

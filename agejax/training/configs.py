@@ -6,6 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+MIN_IMAGE_SIZE = 32  # the CNN's four stride-2 stages and the ResNet's need this much
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -68,6 +70,12 @@ class TrainConfig:
         self.sources = tuple(self.sources)  # JSON gives lists
         self.teachers = tuple(self.teachers)
         self.members = tuple(m if isinstance(m, TrainConfig) else TrainConfig(**m) for m in self.members)
+        problems = [f"image_size {self.image_size} is under {MIN_IMAGE_SIZE} px"] * (self.image_size < MIN_IMAGE_SIZE)
+        problems += [f"{name} {getattr(self, name)} is not positive"
+                     for name in ("batch_size", "learning_rate") if getattr(self, name) <= 0]
+        problems += [f"epochs {self.epochs} is negative"] * (self.epochs < 0)
+        if problems:
+            raise ValueError("; ".join(problems))
         if (self.backbone == "ensemble") != bool(self.members):
             raise ValueError("an ensemble, and only an ensemble, has members")
         if self.teachers and self.head != "distribution":
