@@ -6,7 +6,9 @@ import collections
 import csv
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import numpy as np
@@ -17,6 +19,9 @@ from agejax.evaluation import evaluate
 from agejax.evaluation.metrics import mae
 from agejax.scoring import FoundFaces, UnusableImage, face_aligner, find_faces, read, score_faces
 from agejax.serving.predict import Predictor, shipped_by_validation
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_BATCH = 16  # faces per model call in the Estimate tab (the queue's batches)
 MAX_BATCH_FILES = 200
@@ -35,7 +40,7 @@ def warm_up(predictor: Predictor, sizes: list[int]) -> None:
         predictor.predict(np.zeros((size, predictor.image_size, predictor.image_size, 3), np.uint8), batch_size=size)
 
 
-def make_estimate(predictors: dict[str, Predictor]):
+def make_estimate(predictors: dict[str, Predictor]) -> Callable[..., tuple[list, list, list, list]]:
     face_aligner()  # loaded before the first request
 
     def estimate(
@@ -84,7 +89,7 @@ def face_picker(faces: dict | None) -> gr.Dropdown:
     return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
 
-def face_plot(faces: dict | None, index: int | None):
+def face_plot(faces: dict | None, index: int | None) -> Figure | None:
     """The picked face's age distribution, or nothing before a face is picked."""
     entries = (faces or {}).get("faces", [])
     if index is None or not 0 <= int(index) < len(entries) or entries[int(index)]["views"] is None:
@@ -103,7 +108,7 @@ def face_clicked_in_table(current: int | None, event: gr.SelectData) -> int | No
     return int(event.index[0]) if event.index is not None else current
 
 
-def make_batch(predictors: dict[str, Predictor]):
+def make_batch(predictors: dict[str, Predictor]) -> Callable[..., tuple[list, str | None, str, Figure | None]]:
     recent: collections.deque[Path] = collections.deque()  # the last requests' folders (one request at a time)
 
     def score_batch(

@@ -8,6 +8,7 @@ face that HOG misses for a frame or two is still drawn where it was.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -40,7 +41,7 @@ class Track:
         return Face(tuple(int(round(v)) for v in self.box), detector="hog", age=self.age, std=self.std)
 
 
-def overlap(a, b) -> float:
+def overlap(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two (left, top, right, bottom) boxes."""
     width = min(a[2], b[2]) - max(a[0], b[0])
     height = min(a[3], b[3]) - max(a[1], b[1])
@@ -87,7 +88,7 @@ def score_frame(frame: np.ndarray, predictor: Predictor) -> list[Face]:
     return faces
 
 
-def make_live(predictor: Predictor):
+def make_live(predictor: Predictor) -> Callable[[np.ndarray | None, list | None], tuple[np.ndarray | None, list]]:
     """The stream handler: frame and tracks in, annotated frame and tracks out."""
     face_aligner()  # loaded before the first frame
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 VIEW_NAMES = ("photo as taken", "mirror image")
 
@@ -14,7 +19,7 @@ def _figure(width: float, height: float):
     return figure, figure.add_subplot()
 
 
-def face_distribution(face: dict):
+def face_distribution(face: dict) -> Figure:
     """A face's predicted age distribution, with its mean and 90 % interval marked.
 
     ``face`` is one entry of the Estimate tab's faces JSON (render.faces_json).
@@ -38,7 +43,7 @@ def face_distribution(face: dict):
     return figure
 
 
-def batch_ages(ages: list[float], share_under18: float | None):
+def batch_ages(ages: list[float], share_under18: float | None) -> Figure:
     """A histogram of a batch's ages, its title giving the share estimated under 18."""
     figure, axis = _figure(7, 3)
     ages = np.asarray(ages, np.float64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -113,5 +115,5 @@ def explain(found: FoundFaces) -> str:
             "90 % interval held the true age about 9 times in 10.")
 
 
-def unknown_model(name: str, installed) -> str:
+def unknown_model(name: str, installed: Iterable[str]) -> str:
     return f"**No model named {name!r} is installed.** Choose one of: {', '.join(installed)}."

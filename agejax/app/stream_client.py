@@ -15,6 +15,7 @@ import io
 import json
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -35,7 +36,7 @@ def moving_face_frames(count: int, size: tuple[int, int] = (640, 480)) -> list[n
     return frames
 
 
-def write_y4m(frames: list[np.ndarray], path, fps: int = 10) -> None:
+def write_y4m(frames: list[np.ndarray], path: str | Path, fps: int = 10) -> None:
     """A raw YUV 4:2:0 video, the format Chromium's fake camera plays."""
     height, width = frames[0].shape[:2]
     with open(path, "wb") as handle:

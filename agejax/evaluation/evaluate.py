@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import os
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -16,6 +17,9 @@ from agejax.batch.sink import from_spreadsheet
 from agejax.data import cache, labels
 from agejax.data.images import decode_face
 from agejax.evaluation import metrics
+
+if TYPE_CHECKING:
+    from agejax.serving.predict import Predictor
 
 
 @dataclasses.dataclass
@@ -70,7 +74,7 @@ def labelled_folder(
 
 
 def evaluate_predictor(
-    predictor, faces: LabelledFaces, calibration: LabelledFaces | None = None, verbose: int = 1
+    predictor: Predictor, faces: LabelledFaces, calibration: LabelledFaces | None = None, verbose: int = 1
 ) -> tuple[dict, np.ndarray]:
     """The full report of a Predictor on a labelled set, intervals calibrated on another set.
 

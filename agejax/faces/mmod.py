@@ -22,8 +22,12 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 INPUT = "image"
 OUTPUT = "scores"
@@ -165,7 +169,7 @@ def _read_network(reader: _Reader) -> Network:
     return Network(mean_rgb, convolutions, window, nms_iou)
 
 
-def to_onnx(network: Network):
+def to_onnx(network: Network) -> onnx.ModelProto:
     """The network as an ONNX graph: uint8 (1, H, W, 3) RGB "image" -> (1, 1, h, w) "scores"."""
     from onnx import TensorProto, helper
 

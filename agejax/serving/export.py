@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +24,9 @@ from agejax.evaluation import evaluate, metrics, minors, report
 from agejax.serving import checkpoint, int8
 from agejax.serving.model_card import SOURCE_LABELS, model_card
 from agejax.serving.predict import Predictor, load_keras
+
+if TYPE_CHECKING:
+    from agejax.training.configs import TrainConfig
 
 MAX_MAE_SHIFT = 0.05  # years: compression may not move test MAE (nor the int8 graph the mean age) by more
 KNOWN_SOURCES = ("utkface", "aaf")  # reported whenever their caches exist, trained on or not
@@ -50,7 +55,7 @@ class RememberedPredictions:
         return self._done[id(images)][1]
 
 
-def sources_to_report(config_sources, image_size: int, cache_root: Path) -> list[str]:
+def sources_to_report(config_sources: Iterable[str], image_size: int, cache_root: Path) -> list[str]:
     """UTKFace first, then every other source trained on or prepared at this size."""
     names = list(dict.fromkeys(["utkface", *config_sources, *KNOWN_SOURCES]))
     present = []
@@ -82,7 +87,7 @@ def median_ms_per_face(predictor: Predictor, faces: np.ndarray, rounds: int = 7)
     return 1000 * float(np.median(times)) / len(faces)
 
 
-def int8_graph(target: Path, config, flip: bool, val: dict, test: dict, cache_root: Path) -> dict:
+def int8_graph(target: Path, config: TrainConfig, flip: bool, val: dict, test: dict, cache_root: Path) -> dict:
     """Builds the int8 graph and keeps it only if it is faster than the float32 graph, moves no
     source's validation or test MAE, nor its mean predicted age, by more than its limit, and is
     small enough to ship."""

@@ -15,11 +15,16 @@ forward.onnx stays the fallback.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agejax.serving import checkpoint
+
+if TYPE_CHECKING:
+    import onnx
 
 INT8_FILE = checkpoint.INT8_FILE
 CALIBRATION_FACES = 256
@@ -36,7 +41,7 @@ SETTINGS = {
 }
 
 
-def embedded_float_graph(folder: Path):
+def embedded_float_graph(folder: Path) -> onnx.ModelProto:
     """forward.onnx with weights.npz's (dequantized) weights inside, as one self-contained model."""
     # The external tensors name weights.npz; parsing the bytes does not follow them.
     import onnx
@@ -105,7 +110,7 @@ def quantize(folder: Path, chips: np.ndarray, out: Path | None = None) -> Path:
     return out
 
 
-def load_int8_forward(folder: Path, image_size: int):
+def load_int8_forward(folder: Path, image_size: int) -> Callable[[np.ndarray], np.ndarray] | None:
     """The int8 graph on ONNX Runtime: uint8 faces -> outputs; None where there is none or it cannot serve."""
     path = Path(folder) / INT8_FILE
     if not path.exists():

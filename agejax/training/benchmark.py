@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -70,7 +71,7 @@ class CycledBatches(keras.utils.PyDataset):
         return self.batches[index % len(self.batches)]
 
 
-def on_device_input(array) -> jax.Array:
+def on_device_input(array: np.ndarray) -> jax.Array:
     """The array on the device(s), laid out as the train step takes it: Keras then moves nothing."""
     distribution = keras.distribution.distribution()
     if distribution is None:
@@ -79,7 +80,8 @@ def on_device_input(array) -> jax.Array:
 
 
 def time_train_steps(
-    config: TrainConfig, batches, steps: int, warmup: int, fast_convolutions: bool = True, augment: bool = True
+    config: TrainConfig, batches: Sequence[tuple], steps: int, warmup: int, fast_convolutions: bool = True,
+    augment: bool = True,
 ) -> tuple[keras.Model, list[float]]:
     """A fresh model of the config, and the wall time of each of its warmup + steps train steps."""
     keras.utils.set_random_seed(config.seed)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import jax
@@ -36,7 +37,7 @@ CHOICES_PATH = Path(__file__).with_name("conv_choices.json")
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
-def shape_key(input_shape, kernel_shape, strides, padding: str) -> str:
+def shape_key(input_shape: Sequence[int], kernel_shape: Sequence[int], strides: Sequence[int], padding: str) -> str:
     """The table key of one convolution: spatial size, channels, kernel, stride, padding.
 
     The batch size is left out: a formulation's rank does not change with it.
@@ -58,7 +59,7 @@ _table_in_force: dict[str, dict[str, str]] | None = None
 
 
 @contextlib.contextmanager
-def choices_in_force(table: dict[str, dict[str, str]]):
+def choices_in_force(table: dict[str, dict[str, str]]) -> Iterator[None]:
     """Trace with another table than the shipped one (the benchmark weighs a candidate with it)."""
     global _table_in_force
     previous, _table_in_force = _table_in_force, table
@@ -68,7 +69,8 @@ def choices_in_force(table: dict[str, dict[str, str]]):
         _table_in_force = previous
 
 
-def choose(input_shape, kernel_shape, strides, padding: str) -> dict[str, str]:
+def choose(input_shape: Sequence[int], kernel_shape: Sequence[int], strides: Sequence[int],
+           padding: str) -> dict[str, str]:
     """The formulation of each pass for this shape: the table's, or the stock convolution."""
     if jax.default_backend() != "cpu":
         return STOCK
@@ -109,7 +111,7 @@ def _patches(x, kernel_shape, strides, padding) -> jax.Array:
     return views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
 
 
-def forward(x, w, strides, padding, how: str):
+def forward(x: jax.Array, w: jax.Array, strides: Sequence[int], padding: str, how: str) -> jax.Array:
     if how == "xla":
         return _conv_xla(x, w, strides, padding)
     if how == "patches":
@@ -120,7 +122,8 @@ def forward(x, w, strides, padding, how: str):
     return sum(jnp.einsum("nhwc,co->nhwo", view, kernel) for view, kernel in zip(views, kernels))
 
 
-def input_grad(x, w, dy, strides, padding, how: str):
+def input_grad(x: jax.Array, w: jax.Array, dy: jax.Array, strides: Sequence[int], padding: str,
+               how: str) -> jax.Array:
     if how == "xla":
         return jax.vjp(lambda x: _conv_xla(x, w, strides, padding), x)[1](dy)[0]
     if how == "patches":
@@ -132,7 +135,8 @@ def input_grad(x, w, dy, strides, padding, how: str):
     return jax.vjp(lambda x: _shifted_inputs(x, w.shape, strides, padding), x)[1](d_views)[0]
 
 
-def weight_grad(x, w, dy, strides, padding, how: str):
+def weight_grad(x: jax.Array, w: jax.Array, dy: jax.Array, strides: Sequence[int], padding: str,
+                how: str) -> jax.Array:
     if how == "xla":
         return jax.vjp(lambda w: _conv_xla(x, w, strides, padding), w)[1](dy)[0]
     if how == "patches":
@@ -163,7 +167,8 @@ def _conv_bwd(strides, padding, choices, residuals, dy):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv2d(x, w, strides=(1, 1), padding: str = "valid", choices: dict[str, str] | None = None) -> jax.Array:
+def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int] = (1, 1), padding: str = "valid",
+           choices: dict[str, str] | None = None) -> jax.Array:
     """An NHWC x HWIO convolution computed with the given formulation per pass.
 
     ``choices`` maps each of PASSES to one of FORMULATIONS; by default the table's choice

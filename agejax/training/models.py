@@ -10,6 +10,8 @@ cast -> Augment (active only in training) -> backbone -> head.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import layers, ops
 
@@ -17,6 +19,8 @@ from agejax.data.augment import Augment
 from agejax.data.labels import NUM_AGE_BINS
 from agejax.training.configs import TrainConfig
 from agejax.training.conv import FastConv2D, with_fast_convolutions
+
+Tensor = Any  # a backend array while training, a symbolic KerasTensor while a model is built
 
 BACKBONES = ("cnn", "resnet50")
 HEADS = ("regression", "distribution")
@@ -47,7 +51,8 @@ def _conv_bn_relu(x, filters: int, strides: int = 1, name: str = "", conv_layer=
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def cnn_backbone(x, width: int = 32, fast_convolutions: bool = True, prefix: str = ""):
+def cnn_backbone(x: keras.KerasTensor, width: int = 32, fast_convolutions: bool = True,
+                 prefix: str = "") -> keras.KerasTensor:
     """A VGG-style stack made for CPU speed: a strided stem, then two 3x3 convs per stage.
 
     The stride-2 stem halves the resolution before any wide layer, which is where
@@ -65,7 +70,8 @@ def cnn_backbone(x, width: int = 32, fast_convolutions: bool = True, prefix: str
     return x
 
 
-def resnet50_backbone(x, weights: str | None = None, fast_convolutions: bool = True):
+def resnet50_backbone(x: keras.KerasTensor, weights: str | None = None,
+                      fast_convolutions: bool = True) -> keras.KerasTensor:
     """keras.applications.ResNet50 without its top; ``weights`` may be "imagenet" or a file.
 
     With fast_convolutions its Conv2D layers become FastConv2D: the same layers and weights.
@@ -79,7 +85,7 @@ def resnet50_backbone(x, weights: str | None = None, fast_convolutions: bool = T
     return backbone(x)
 
 
-def head(x, kind: str, dropout: float, prefix: str = ""):
+def head(x: keras.KerasTensor, kind: str, dropout: float, prefix: str = "") -> keras.KerasTensor:
     x = layers.GlobalAveragePooling2D(name=f"{prefix}pool")(x)
     x = layers.Dropout(dropout, name=f"{prefix}dropout")(x)
     if kind == "regression":
@@ -138,30 +144,30 @@ def build_from_config(config: TrainConfig, fast_convolutions: bool = True) -> ke
     )
 
 
-def expected_age(probs):
+def expected_age(probs: Tensor) -> Tensor:
     return ops.sum(probs * ops.arange(NUM_AGE_BINS, dtype=probs.dtype), axis=-1)
 
 
-def point_prediction(y_pred):
+def point_prediction(y_pred: Tensor) -> Tensor:
     """The predicted age in years from either head's output."""
     if y_pred.shape[-1] == NUM_AGE_BINS:
         return expected_age(y_pred)
     return ops.squeeze(y_pred, -1)
 
 
-def carries_teacher(y_true) -> bool:
+def carries_teacher(y_true: Tensor) -> bool:
     """Whether targets are (N, 1 + bins): each age followed by a teacher's distribution."""
     return len(y_true.shape) == 2 and y_true.shape[-1] == NUM_AGE_BINS + 1
 
 
-def true_ages(y_true):
+def true_ages(y_true: Tensor) -> Tensor:
     """The ages column of the targets: (N,), (N, 1), or (N, 1 + bins) with teacher distributions."""
     y_true = ops.cast(y_true, "float32")
     return y_true[:, 0] if carries_teacher(y_true) else ops.reshape(y_true, (-1,))
 
 
 @keras.saving.register_keras_serializable(package="agejax")
-def age_mae(y_true, y_pred):
+def age_mae(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Mean absolute error in years, for either head."""
     return ops.abs(point_prediction(y_pred) - true_ages(y_true))
 

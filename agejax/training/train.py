@@ -66,7 +66,9 @@ def dtype_policy(config: TrainConfig) -> str:
     return "mixed_bfloat16" if jax.devices()[0].platform == "gpu" else "float32"
 
 
-def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
+def learning_rate_schedule(
+    config: TrainConfig, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """Linear warm-up then cosine decay to 0 ("cosine"), or a constant rate."""
     if config.schedule == "constant":
         return config.learning_rate
