@@ -64,3 +64,23 @@ def test_augmentation_grain_is_the_same_in_every_channel():
     assert np.allclose(grain[..., 0], grain[..., 1]) and np.allclose(grain[..., 1], grain[..., 2])
     assert 0.5 < np.abs(grain).mean() < 8.0
     assert np.abs(np.diff(grain[..., 0], axis=2)).mean() > 1.0  # from pixel to pixel, not in cells
+
+
+def test_degraded_metrics_give_every_degradation_and_clean_matches_plain_prediction():
+    """Three real UTKFace crops (ages 4, 31, 72 in their names) through the shipped CNN."""
+    from agejax.data import images
+    from agejax.evaluation import degraded
+    from agejax.serving.predict import Predictor
+
+    predictor = Predictor.load("cnn")
+    chips = [Image.open(REPO / "examples" / f"utkface_{age}.jpg").convert("RGB") for age in (4, 31, 72)]
+    ages = np.array([4.0, 31.0, 72.0])
+    results = degraded.degraded_metrics(predictor, chips, ages)
+    assert list(results) == list(degrade.DEGRADATIONS)
+    faces = np.stack([images.to_square_array(chip, predictor.image_size) for chip in chips])
+    plain = predictor.predict(faces).age
+    assert results["clean"]["mae"] == round(float(np.abs(plain - ages).mean()), 3)
+    assert results["clean"]["bias_under18"] == round(float(plain[0] - 4.0), 3)  # the one child
+    assert len({row["mae"] for row in results.values()}) > 1  # the degradations change the answers
+    table = degraded.markdown_tables("utkface", 3, 1, {"cnn": results})
+    assert table.count("| cnn | ") == 2 and "the 1 faces under 18" in table
