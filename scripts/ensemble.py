@@ -3,8 +3,9 @@
     python scripts/ensemble.py --member RUN_A --member RUN_B --run-dir RUN
     python scripts/export_checkpoint.py --run-dir RUN --name cnn
 
-A member is a finished run directory (its full-precision model.keras) or a checkpoint (its
-weights are already compressed). The ensemble takes faces at the first member's input size.
+A member is a finished run directory (its full-precision model.keras), a checkpoint (its
+weights are already compressed), or ENSEMBLE#N, the N-th member (from 0) of an ensemble run or
+checkpoint: `--member "cnn#0"` is the shipped ensemble's first CNN. The ensemble takes faces at the first member's input size.
 The code is agejax/training/ensemble.py.
 """
 
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     from agejax.training import ensemble
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--member", action="append", required=True, help="a run directory or checkpoint; twice or more")
+    parser.add_argument("--member", action="append", required=True,
+                        help="a run directory, a checkpoint, or ENSEMBLE#N; twice or more")
     parser.add_argument("--run-dir", type=Path, required=True, help="where to write the ensemble's run")
     args = parser.parse_args(argv)
     try:

@@ -104,3 +104,22 @@ def test_an_ensembles_model_card_names_its_members():
     assert "- `runs/a`: 96 px, fine-tuned from an earlier agejax model" in card and "distilled from `cnn`" in card
     assert "- `runs/b`: 112 px, trained from random initialisation." in card
     assert "`python scripts/ensemble.py`" in card and "Each member's best epoch was chosen on validation" in card
+
+
+def test_a_member_taken_out_of_an_ensemble_answers_as_it_did_alone(tmp_path):
+    first, first_dir = member_run(tmp_path / "first", 32, seed=1)
+    second, second_dir = member_run(tmp_path / "second", 40, seed=2)
+    ensemble.write_run([first_dir, second_dir], tmp_path / "pair")
+    faces = np.random.default_rng(4).integers(0, 256, (5, 40, 40, 3), dtype=np.uint8)
+    taken, config = ensemble.load_member(f"{tmp_path / 'pair'}#1")
+    assert config.image_size == 40 and config.backbone == "cnn"
+    np.testing.assert_allclose(np.asarray(taken(faces, training=False)), np.asarray(second(faces, training=False)),
+                               atol=1e-6)
+    # and it joins a new ensemble beside a run directory
+    _, new_config = ensemble.from_members([first_dir, f"{tmp_path / 'pair'}#1"])
+    assert [m.image_size for m in new_config.members] == [32, 40]
+    for bad in ("#2", "#x"):
+        with pytest.raises(ValueError, match="not an ensemble with a member"):
+            ensemble.load_member(f"{tmp_path / 'pair'}{bad}")
+    with pytest.raises(ValueError, match="not an ensemble with a member"):
+        ensemble.load_member(f"{first_dir}#0")

@@ -58,14 +58,38 @@ def build(config: TrainConfig, fast_convolutions: bool = True) -> keras.Model:
     return keras.Model(inputs, layers.Average(name="age_probs")(outputs), name="cnn_ensemble")
 
 
-def from_members(paths: Sequence[str | Path]) -> tuple[keras.Model, TrainConfig]:
-    """The ensemble of these models (run directories or checkpoints), their weights copied in.
+MEMBER_MARK = "#"  # ENSEMBLE#N names the N-th member (from 0) of an ensemble
 
-    A run directory gives a member's full-precision weights; a checkpoint's are already compressed.
+
+def load_member(path: str | Path) -> tuple[keras.Model, TrainConfig]:
+    """A member's model and config: a run directory or checkpoint, or ``ENSEMBLE#N``.
+
+    ``ENSEMBLE#N`` takes the N-th CNN out of an ensemble run or checkpoint, so that a shipped
+    ensemble's members can join another ensemble after their own runs are gone.
     """
     from agejax.serving.predict import load_keras, model_path
 
-    loaded = [load_keras(model_path(path)) for path in paths]
+    where, mark, index = str(path).rpartition(MEMBER_MARK)
+    if not mark:
+        return load_keras(model_path(path))
+    whole, config = load_keras(model_path(where))
+    if config.backbone != "ensemble" or not index.isdigit() or int(index) >= len(config.members):
+        raise ValueError(f"{path}: {where} is not an ensemble with a member {index!r} "
+                         f"(it has {len(config.members)}, numbered from 0)")
+    member_config = config.members[int(index)]
+    model = models.build_from_config(member_config)
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(whole.get_layer(prefix(int(index)) + layer.name).get_weights())
+    return model, member_config
+
+
+def from_members(paths: Sequence[str | Path]) -> tuple[keras.Model, TrainConfig]:
+    """The ensemble of these models (run directories, checkpoints or ``ENSEMBLE#N``), their weights copied in.
+
+    A run directory gives a member's full-precision weights; a checkpoint's are already compressed.
+    """
+    loaded = [load_member(path) for path in paths]
     config = ensemble_config([member_config for _, member_config in loaded])
     model = build(config)
     names, filled = {layer.name for layer in model.layers}, set()
