@@ -81,8 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--coordinator, --num-processes and --process-id go together")
     if args.num_processes is not None and not 0 <= args.process_id < args.num_processes:
         parser.error(f"--process-id must be from 0 to {args.num_processes - 1}")
-    if args.stop_after is not None and args.stop_after <= 0:
-        parser.error("--stop-after must be a positive number of seconds")
+    if args.stop_after is not None and args.stop_after < 0:
+        parser.error("--stop-after must be a number of seconds, 0 or more (0: stop after one epoch)")
     if not args.benchmark and args.run_dir is None:
         parser.error("--run-dir is required to train")
     return args
