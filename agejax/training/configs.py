@@ -71,9 +71,9 @@ class TrainConfig:
         self.teachers = tuple(self.teachers)
         self.members = tuple(m if isinstance(m, TrainConfig) else TrainConfig(**m) for m in self.members)
         problems = [f"image_size {self.image_size} is under {MIN_IMAGE_SIZE} px"] * (self.image_size < MIN_IMAGE_SIZE)
-        problems += [f"{name} {getattr(self, name)} is not positive"
-                     for name in ("batch_size", "learning_rate") if getattr(self, name) <= 0]
-        problems += [f"epochs {self.epochs} is negative"] * (self.epochs < 0)
+        problems += [f"batch_size {self.batch_size} is not positive"] * (self.batch_size < 1)
+        problems += [f"{name} {getattr(self, name)} is negative" for name in ("epochs", "learning_rate")
+                     if getattr(self, name) < 0]
         if problems:
             raise ValueError("; ".join(problems))
         if (self.backbone == "ensemble") != bool(self.members):
