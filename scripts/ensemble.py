@@ -5,7 +5,8 @@
 
 A member is a finished run directory (its full-precision model.keras), a checkpoint (its
 weights are already compressed), or ENSEMBLE#N, the N-th member (from 0) of an ensemble run or
-checkpoint: `--member "cnn#0"` is the shipped ensemble's first CNN. The ensemble takes faces at the first member's input size.
+checkpoint: `--member "cnn#0"` is the shipped ensemble's first CNN. The ensemble takes faces
+at the first member's input size.
 The code is agejax/training/ensemble.py.
 """
 

@@ -21,6 +21,7 @@ from agejax import runtime
 from agejax.cli import command_line, from_home
 from agejax.data import sources
 from agejax.evaluation import degraded
+from agejax.evaluation.minors import ADULT_AGE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,15 +42,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     results: dict[str, dict] = {label: {} for label in predictors}
+    counts = {source: len(ages) for source, (_, ages) in chips_by_source.items()}
+    under18 = {source: int((ages < ADULT_AGE).sum()) for source, (_, ages) in chips_by_source.items()}
     for source, (chips, ages) in chips_by_source.items():
         for label, predictor in predictors.items():
             results[label][source] = degraded.degraded_metrics(predictor, chips, ages)
             print(f"{label} on {source}: done", file=sys.stderr)
         per_model = {label: results[label][source] for label in predictors}
-        print("\n" + degraded.markdown_tables(source, len(ages), int((ages < degraded.ADULT_AGE).sum()), per_model) + "\n")
+        print("\n" + degraded.markdown_tables(source, counts[source], under18[source], per_model) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    counts = {source: len(ages) for source, (_, ages) in chips_by_source.items()}
-    under18 = {source: int((ages < degraded.ADULT_AGE).sum()) for source, (_, ages) in chips_by_source.items()}
     report = {"command": command_line("scripts/evaluate_degraded.py", argv), "faces": counts,
               "faces_under18": under18, "val": results}
     args.out.write_text(json.dumps(report, indent=1) + "\n")

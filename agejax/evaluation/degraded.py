@@ -15,11 +15,10 @@ from PIL import Image
 
 from agejax.data import degrade, images, labels, prepare, sources, split
 from agejax.evaluation import metrics
+from agejax.evaluation.minors import ADULT_AGE
 
 if TYPE_CHECKING:
     from agejax.serving.predict import Predictor
-
-ADULT_AGE = 18  # old photos of children reading older is the bias that matters most
 
 
 def validation_chips(spec: sources.SourceSpec) -> tuple[list[Image.Image], np.ndarray]:
@@ -40,7 +39,7 @@ def validation_chips(spec: sources.SourceSpec) -> tuple[list[Image.Image], np.nd
 
 def degraded_metrics(predictor: Predictor, chips: list[Image.Image], ages: np.ndarray) -> dict[str, dict]:
     """{degradation: {"mae", "bias", "bias_under18"}} of the predictor on these chips, each degraded."""
-    minors = ages < ADULT_AGE
+    minors = ages < ADULT_AGE  # old photos of children reading older is the bias that matters most
     results = {}
     for kind, function in degrade.DEGRADATIONS.items():
         faces = np.stack([images.to_square_array(function(chip), predictor.image_size) for chip in chips])
