@@ -7,6 +7,8 @@ import pytest
 from agejax.cli import evaluate as evaluate_script
 from agejax.data import cache, split
 from agejax.evaluation import conformal, metrics
+from agejax.training import models
+from agejax.training.configs import TrainConfig
 
 from conftest import jpeg_bytes, save_tiny_checkpoint
 
@@ -175,3 +177,22 @@ def test_a_reported_command_retyped_in_a_shell_gives_back_its_arguments(tmp_path
     echoed = subprocess.run(["bash", "-c", f"printf '%s\\n' {words}"], capture_output=True, text=True,
                             env={"HOME": str(tmp_path)}, check=True).stdout.splitlines()
     assert echoed == argv
+
+
+def test_a_piped_evaluation_prints_no_progress_bar(tmp_path, capsys):
+    # A training run scores through Keras, whose progress bar would fill a log with control codes.
+    run = tmp_path / "run"
+    run.mkdir()
+    config = TrainConfig(image_size=32, cnn_width=4)
+    models.build_from_config(config).save(run / "model.keras")
+    (run / "config.json").write_text(config.to_json())
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i, age in enumerate((8, 30, 66)):
+        (faces / f"{age}_0_0_2017010{i}.jpg.chip.jpg").write_bytes(jpeg_bytes(i))
+    capsys.readouterr()
+    assert evaluate_script.main(["--compare", str(run), "--folder", str(faces), "--out", str(tmp_path / "out"),
+                                 "--cache-root", str(tmp_path / "none")]) == 0
+    printed = capsys.readouterr()
+    assert "comparison:" in printed.out
+    assert "━" not in printed.out + printed.err and "\x1b[" not in printed.out + printed.err

@@ -38,7 +38,8 @@ def evaluate_one(predictor: Predictor, args: argparse.Namespace, command: str) -
         except FileNotFoundError:
             print("note: no cached validation split, so no prediction intervals", file=sys.stderr)
     print(f"{predictor.name}: {len(faces.ages)} faces of the {faces.name}", file=sys.stderr)
-    result, predicted = evaluate.evaluate_predictor(predictor, faces, calibration)
+    # A progress bar only where someone watches it: in a log it is a screenful of control codes.
+    result, predicted = evaluate.evaluate_predictor(predictor, faces, calibration, verbose=int(sys.stdout.isatty()))
     result = {**result, "command": command, "skipped": [{"file": s.file_name, "reason": s.reason} for s in skipped]}
     if skipped:
         print(f"skipped {len(skipped)} files:", file=sys.stderr)
