@@ -163,12 +163,6 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn_96px_mixed_distilled_32ep": dataclasses.replace(
         CNN_96PX_32EP, sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15,
         max_grain=8.0, teachers=("~/.cache/agejax/checkpoints/cnn_2213207", "~/.cache/agejax/runs/cnn_112px_mixed_grain_8ep")),
-    # That recipe distilled from the ensemble of the two (checkpoints/cnn at 1644b70), with each
-    # face's loss weighted by its age's density to the power -0.25, so that teenagers pull harder
-    # than in the member it would replace, and the 20s less than in cnn_112px_mixed_balanced_ft.
-    "cnn_96px_mixed_balanced_distilled_32ep": dataclasses.replace(
-        CNN_96PX_32EP, sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15,
-        max_grain=8.0, age_balance=0.25, teachers=("~/.cache/agejax/checkpoints/cnn_1644b70",)),
     # The same recipe at 112 px for 24 epochs (as many faces as cnn_112px_mixed_24ep), distilled
     # from the ensemble of the two (checkpoints/cnn at 1644b70). Not shipped: in the ensemble's
     # 112 px place it changed validation MAE by 0.01 and read teenagers older (CHANGELOG.md).
@@ -182,6 +176,12 @@ PRESETS: dict[str, TrainConfig] = {
         CNN_96PX_32EP, image_size=112, epochs=4, learning_rate=3e-4, warmup_epochs=0.3, sources=("utkface", "aaf"),
         source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15, max_grain=8.0, age_balance=0.5,
         init_weights="~/.cache/agejax/runs/cnn_112px_mixed_distilled_24ep/best.weights.h5"),
+    # cnn_96px_mixed_distilled_32ep's recipe distilled from the ensemble (checkpoints/cnn at
+    # 1644b70), with each face's loss weighted by its age's density to the power -0.25: teenagers
+    # pull harder than in the member it would replace, the 20s less than in the fine-tune above.
+    "cnn_96px_mixed_balanced_distilled_32ep": dataclasses.replace(
+        CNN_96PX_32EP, sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15,
+        max_grain=8.0, age_balance=0.25, teachers=("~/.cache/agejax/checkpoints/cnn_1644b70",)),
     # One run from random initialisation on both sources at 112 px, old-photo styles from the
     # start; 24 epochs of 420 batches see 645k faces, against cnn_96px_32ep's 568k. Not shipped:
     # film grain reads as age (CHANGELOG.md).
