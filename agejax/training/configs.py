@@ -179,6 +179,8 @@ PRESETS: dict[str, TrainConfig] = {
     # cnn_96px_mixed_distilled_32ep's recipe distilled from the ensemble (checkpoints/cnn at
     # 1644b70), with each face's loss weighted by its age's density to the power -0.25: teenagers
     # pull harder than in the member it would replace, the 20s less than in the fine-tune above.
+    # Not shipped: in the ensemble's 96 px place it was worse on UTKFace validation and read
+    # teenagers no younger (CHANGELOG.md).
     "cnn_96px_mixed_balanced_distilled_32ep": dataclasses.replace(
         CNN_96PX_32EP, sources=("utkface", "aaf"), source_shares=(0.75, 0.25), old_photo_prob=0.15, grey_prob=0.15,
         max_grain=8.0, age_balance=0.25, teachers=("~/.cache/agejax/checkpoints/cnn_1644b70",)),
