@@ -78,6 +78,16 @@ def save_tiny_checkpoint(folder: Path, head: str = "distribution") -> Path:
     return folder
 
 
+def save_tiny_run(folder: Path, config, model=None) -> Path:
+    """A training run's directory as scripts/train.py leaves it: model.keras and config.json."""
+    from agejax.training import models
+
+    folder.mkdir(parents=True)
+    (model or models.build_from_config(config)).save(folder / "model.keras")
+    (folder / "config.json").write_text(config.to_json())
+    return folder
+
+
 @pytest.fixture
 def utk_folder(tmp_path, manifest_names) -> Path:
     names = [n for part in split.SPLITS for n in manifest_names[part]]

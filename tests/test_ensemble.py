@@ -18,6 +18,8 @@ from agejax.serving.predict import CHECKPOINTS, Predictor
 from agejax.training import ensemble, models, train
 from agejax.training.configs import TrainConfig
 
+from conftest import save_tiny_run
+
 
 def member_run(folder, image_size: int, seed: int, sources=("utkface",)):
     """A run directory holding an untrained CNN: its model.keras and config.json."""
@@ -27,10 +29,7 @@ def member_run(folder, image_size: int, seed: int, sources=("utkface",)):
     for weight in model.weights:  # members that disagree clearly, so that their mean is a real test
         if weight.path.endswith("kernel"):
             weight.assign(rng.normal(0, 0.3, weight.shape).astype("float32"))
-    folder.mkdir(parents=True)
-    model.save(folder / "model.keras")
-    (folder / "config.json").write_text(config.to_json())
-    return model, folder
+    return model, save_tiny_run(folder, config, model)
 
 
 @pytest.mark.parametrize("antialias", [True, False])

@@ -7,10 +7,9 @@ import pytest
 from agejax.cli import evaluate as evaluate_script
 from agejax.data import cache, split
 from agejax.evaluation import conformal, metrics
-from agejax.training import models
 from agejax.training.configs import TrainConfig
 
-from conftest import jpeg_bytes, save_tiny_checkpoint
+from conftest import jpeg_bytes, save_tiny_checkpoint, save_tiny_run
 
 
 def test_overall_metrics_match_hand_computed_values():
@@ -181,11 +180,7 @@ def test_a_reported_command_retyped_in_a_shell_gives_back_its_arguments(tmp_path
 
 def test_a_piped_evaluation_prints_no_progress_bar(tmp_path, capsys):
     # A training run scores through Keras, whose progress bar would fill a log with control codes.
-    run = tmp_path / "run"
-    run.mkdir()
-    config = TrainConfig(image_size=32, cnn_width=4)
-    models.build_from_config(config).save(run / "model.keras")
-    (run / "config.json").write_text(config.to_json())
+    run = save_tiny_run(tmp_path / "run", TrainConfig(image_size=32, cnn_width=4))
     faces = tmp_path / "faces"
     faces.mkdir()
     for i, age in enumerate((8, 30, 66)):
